@@ -1,0 +1,86 @@
+"""The application: lifespan -> app -> routers -> error handlers -> health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+
+from api import errors
+from api.routers import licences, register
+from cadastre import __version__
+from cadastre.db.engine import Database, database_url, make_engine
+from cadastre.rules import RuleBook
+from cadastre.settings import Settings
+
+DESCRIPTION = """
+The register and map behind Pakistan's mining cadastre: mineral licence
+applications and titles with their whole history, on PostGIS.
+
+* Geometries are stored in WGS 84 (EPSG:4326) and served as RFC 7946 GeoJSON
+  (lon/lat, exterior rings counter-clockwise). Areas are geodesic, in km².
+* Submissions may use WGS 84, WGS 84 / UTM 41N-43N or Kalianpur 1962 (geographic,
+  UTM, India zones); the coordinates as submitted and the transformation used
+  are kept beside the stored shape.
+* Every change is an event; `as_of` shows the register as it stood on any date.
+* Errors: `{"code", "detail", "field", "where"}` with 404, 409 (state conflicts,
+  naming the current state and the allowed actions), 422 (names the field,
+  the rule and where in the geometry), 503 (database unavailable; retry).
+"""
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """Build the service. ``db`` may be given (tests); otherwise one is made from settings."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = db is None
+        app.state.db = db or Database(make_engine(database_url(settings)))
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.db.dispose()
+
+    app = FastAPI(
+        title="Pakistan Mining Cadastre",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.rules = RuleBook.load()
+    if db is not None:
+        app.state.db = db
+
+    app.include_router(licences.router)
+    app.include_router(register.router)
+    errors.install(app)
+
+    @app.get("/", tags=["service"], summary="Landing page")
+    def landing(request: Request) -> dict[str, Any]:
+        """Where to go from here."""
+        base = str(request.base_url).rstrip("/")
+        return {
+            "title": app.title,
+            "links": [
+                {"rel": "service-desc", "href": f"{base}/openapi.json"},
+                {"rel": "service-doc", "href": f"{base}/docs"},
+                {"rel": "licences", "href": f"{base}/licences"},
+                {"rel": "jurisdictions", "href": f"{base}/jurisdictions"},
+                {"rel": "licence-types", "href": f"{base}/licence-types"},
+            ],
+        }
+
+    @app.get("/health", tags=["service"], summary="Health")
+    def health(request: Request) -> dict[str, str]:
+        """Answers when the service and its database are up."""
+        with request.app.state.db.begin() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

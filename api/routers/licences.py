@@ -1,0 +1,315 @@
+"""Licences: applications, titles, their lifecycle and their history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import ActorDep, DbDep, RulesDep, SettingsDep
+from api.schemas import (
+    ERRORS,
+    ApplicationIn,
+    Event,
+    HolderIn,
+    LicenceCollection,
+    LicenceFeature,
+    LicencePatch,
+    TransitionIn,
+)
+from cadastre.db import licences as reg
+from cadastre.domain.geometry import intake
+from cadastre.domain.lifecycle import check_status
+from cadastre.domain.provinces import province_code
+from cadastre.errors import InvalidInput
+
+router = APIRouter(prefix="/licences", tags=["licences"])
+
+GEOJSON = "application/geo+json"
+CrsParam = Annotated[
+    str | None,
+    Query(
+        description="CRS of the submitted coordinates: `EPSG:32642`, an OGC URI such as "
+        "`http://www.opengis.net/def/crs/EPSG/0/32642`, or `OGC:CRS84` (default). Accepted: "
+        "EPSG:4326, 32641-32643 (WGS 84 / UTM), 4145 and 24311-24313, 24376, 24377 "
+        "(Kalianpur 1962).",
+        max_length=200,
+    ),
+]
+RepairParam = Annotated[
+    bool,
+    Query(description="Repair an invalid shape with ST_MakeValid and report what changed."),
+]
+
+
+def _holder(value: int | str | HolderIn | None) -> reg.Holder | int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return reg.Holder(name=value)
+    return reg.Holder(
+        name=value.name,
+        kind=value.kind,
+        registration_no=value.registration_no,
+        country=value.country,
+        contact=value.contact,
+        beneficial_owners=[o.model_dump() for o in value.beneficial_owners],
+    )
+
+
+def _take_in(
+    geometry: dict[str, Any] | str, crs: str | None, repair: bool
+) -> tuple[reg.Shape, dict[str, Any] | None]:
+    taken = intake(geometry, crs, repair=repair)
+    return reg.Shape.from_intake(taken), taken.repaired
+
+
+def _feature_response(body: str, status_code: int = 200, **headers: str) -> Response:
+    return Response(body, status_code=status_code, media_type=GEOJSON, headers=headers)
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Submit a licence application",
+    responses={201: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+)
+def create_licence(
+    body: ApplicationIn,
+    db: DbDep,
+    rules: RulesDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    request: Request,
+    crs: CrsParam = None,
+    repair: RepairParam = False,
+) -> Response:
+    """Submit a licence application; the answer is its acknowledgement of receipt."""
+    props = body.properties
+    rules.check_type(props.licence_type, field="properties.licence_type")
+    province = (
+        province_code(props.province, field="properties.province") if props.province else None
+    )
+    shape, repaired = _take_in(body.geometry, crs, repair)
+    holder = _holder(props.holder)
+    assert holder is not None
+    cand = reg.Candidate(
+        licence_type=props.licence_type,
+        minerals=props.minerals,
+        holder=holder,
+        shape=shape,
+        province=province,
+        licence_no=props.licence_no,
+        applied_on=props.applied_on,
+        remarks=props.remarks,
+    )
+    with db.begin() as conn:
+        result = reg.register_licences(
+            conn,
+            [cand],
+            rules=rules,
+            actor=actor,
+            tolerance_m2=settings.boundary_tolerance_m2,
+            timezone=settings.register_timezone,
+        )
+        licence_id = result.created[0]
+        feature = json.loads(reg.get_licence(conn, licence_id))
+    if repaired is not None:
+        feature["properties"]["repaired"] = repaired
+    return _feature_response(
+        json.dumps(feature),
+        201,
+        Location=str(request.url_for("read_licence", licence_id=licence_id)),
+    )
+
+
+def _parse_bbox(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise InvalidInput(
+            f"bbox must be four numbers minx,miny,maxx,maxy; got {text!r}", field="bbox"
+        ) from None
+    if len(values) != 4 or not all(abs(v) <= 180 for v in values):
+        raise InvalidInput(
+            "bbox must be four numbers minx,miny,maxx,maxy in WGS 84 degrees", field="bbox"
+        )
+    minx, miny, maxx, maxy = values
+    if minx > maxx or miny > maxy or abs(miny) > 90 or abs(maxy) > 90:
+        raise InvalidInput(
+            "bbox corners are out of order or latitude exceeds ±90: expected minx,miny,maxx,maxy",
+            field="bbox",
+        )
+    return minx, miny, maxx, maxy
+
+
+def _parse_as_of(text: str, tz: str) -> datetime:
+    try:
+        return reg.end_of_day(date.fromisoformat(text), tz)
+    except ValueError:
+        pass
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"as_of must be a date (2024-05-31) or an RFC 3339 date-time; got {text!r}",
+            field="as_of",
+        ) from None
+    if instant.tzinfo is None:
+        raise InvalidInput(
+            "as_of date-time needs a time zone offset (e.g. Z or +05:00)", field="as_of"
+        )
+    return instant
+
+
+@router.get(
+    "",
+    summary="List licences",
+    responses={200: {"model": LicenceCollection, "content": {GEOJSON: {}}}, **ERRORS},
+)
+def list_licences(
+    db: DbDep,
+    settings: SettingsDep,
+    rules: RulesDep,
+    request: Request,
+    province: Annotated[str | None, Query(description="Name or ISO code", max_length=60)] = None,
+    status: Annotated[str | None, Query(max_length=30)] = None,
+    licence_type: Annotated[str | None, Query(max_length=60)] = None,
+    mineral: Annotated[str | None, Query(max_length=100)] = None,
+    holder: Annotated[
+        str | None, Query(description="Part of the holder's name", max_length=200)
+    ] = None,
+    bbox: Annotated[
+        str | None, Query(description="minx,miny,maxx,maxy in WGS 84 degrees", max_length=200)
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        Query(
+            description="The register as it stood at the end of this date (register time "
+            "zone) or at this RFC 3339 instant.",
+            max_length=40,
+        ),
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, description="Page size")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Cursor from the `next` link")] = None,
+) -> Response:
+    """List licences as a GeoJSON FeatureCollection, filtered and keyset-paged."""
+    page_size = settings.page_default if limit is None else limit
+    if page_size > settings.page_max:
+        raise InvalidInput(f"limit must be at most {settings.page_max}", field="limit")
+    q = reg.LicenceQuery(
+        province=province_code(province) if province else None,
+        status=check_status(status) if status else None,
+        licence_type=rules.check_type(licence_type) if licence_type else None,
+        mineral=mineral,
+        holder=holder,
+        bbox=_parse_bbox(bbox) if bbox else None,
+        as_of=_parse_as_of(as_of, settings.register_timezone) if as_of else None,
+        after=after,
+        limit=page_size,
+    )
+    with db.begin() as conn:
+        page = reg.list_licences(conn, q)
+    base = str(request.url.remove_query_params(["after"]))
+    links = [{"href": str(request.url), "rel": "self", "type": GEOJSON}]
+    if page.last_id is not None and page.number_returned == page_size:
+        sep = "&" if "?" in base else "?"
+        links.append(
+            {
+                "href": f"{base}{sep}{urlencode({'after': page.last_id})}",
+                "rel": "next",
+                "type": GEOJSON,
+            }
+        )
+    head = json.dumps(
+        {
+            "type": "FeatureCollection",
+            "numberMatched": page.number_matched,
+            "numberReturned": page.number_returned,
+            "timeStamp": datetime.now(UTC).isoformat(),
+            "links": links,
+        }
+    )
+    return _feature_response(f'{head[:-1]},"features":[{page.features_json}]}}')
+
+
+@router.get(
+    "/{licence_id}",
+    summary="Read a licence",
+    responses={200: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+)
+def read_licence(licence_id: int, db: DbDep) -> Response:
+    """One licence as a GeoJSON Feature, with its coordinates as submitted."""
+    with db.begin() as conn:
+        return _feature_response(reg.get_licence(conn, licence_id))
+
+
+@router.get("/{licence_id}/history", summary="History of a licence", responses=ERRORS)
+def licence_history(licence_id: int, db: DbDep) -> list[Event]:
+    """Every recorded change of a licence, oldest first: who, when, what, before and after."""
+    with db.begin() as conn:
+        return [Event.model_validate(e) for e in reg.licence_history(conn, licence_id)]
+
+
+@router.patch(
+    "/{licence_id}",
+    summary="Change attributes",
+    responses={200: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+)
+def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, actor: ActorDep) -> Response:
+    """Change minerals, remarks or the application date; recorded as an event."""
+    changes = body.model_dump(exclude_unset=True, exclude={"note"})
+    for key in ("minerals",):
+        if key in changes and changes[key] is None:
+            raise InvalidInput(f"{key} cannot be null", field=key)
+    with db.begin() as conn:
+        reg.update_attributes(conn, licence_id, changes, actor=actor, note=body.note)
+        return _feature_response(reg.get_licence(conn, licence_id))
+
+
+@router.post(
+    "/{licence_id}/transitions",
+    summary="Apply a lifecycle action",
+    responses={200: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+)
+def transition_licence(
+    licence_id: int,
+    body: TransitionIn,
+    db: DbDep,
+    rules: RulesDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    crs: CrsParam = None,
+    repair: RepairParam = False,
+) -> Response:
+    """Grant, renew, transfer, relinquish part of, surrender, cancel, expire or refuse."""
+    retained = None
+    if body.geometry is not None:
+        if body.action != "relinquish":
+            raise InvalidInput(
+                f"geometry is only taken by relinquish, not {body.action}", field="geometry"
+            )
+        retained, _ = _take_in(body.geometry, crs, repair)
+    t = reg.Transition(
+        action=body.action,
+        granted_on=body.granted_on,
+        expires_on=body.expires_on,
+        holder=_holder(body.holder),
+        retained=retained,
+        note=body.note,
+    )
+    with db.begin() as conn:
+        reg.transition(
+            conn,
+            licence_id,
+            t,
+            rules=rules,
+            actor=actor,
+            timezone=settings.register_timezone,
+            tolerance_m2=settings.boundary_tolerance_m2,
+        )
+        return _feature_response(reg.get_licence(conn, licence_id))

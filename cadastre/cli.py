@@ -1,0 +1,262 @@
+"""The ``cadastre`` command: database, sample data, imports, exports, the service."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import func, select
+from tqdm import tqdm
+
+from cadastre.db.engine import Database, database_url, local_cluster, make_engine
+from cadastre.db.jurisdictions import load_jurisdictions
+from cadastre.db.migrate import upgrade
+from cadastre.db.tables import licences
+from cadastre.errors import CadastreError, ImportRejected
+from cadastre.ingest import import_licences, read_licence_file
+from cadastre.rules import RuleBook
+from cadastre.settings import Settings
+
+app = typer.Typer(help="Pakistan mining cadastre: the licence register on PostGIS.")
+db_app = typer.Typer(help="The database: the project's own local PostGIS cluster, migrations.")
+import_app = typer.Typer(help="Import data from files.")
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _database(settings: Settings) -> Database:
+    return Database(make_engine(database_url(settings), pool_size=2))
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------- db
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the local PostGIS cluster (creating it on first use)."""
+    settings = _settings()
+    if settings.database_url:
+        _fail("CADASTRE_DATABASE_URL is set: that database is not managed by this command")
+    cluster = local_cluster(settings)
+    try:
+        cluster.start()
+    except CadastreError as exc:
+        _fail(exc.message)
+    typer.echo(f"local PostGIS running: {cluster.url()}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the local PostGIS cluster."""
+    cluster = local_cluster(_settings())
+    cluster.stop()
+    typer.echo("local PostGIS stopped")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show where the database is and whether it runs."""
+    settings = _settings()
+    if settings.database_url:
+        typer.echo(json.dumps({"database_url": settings.database_url, "managed": False}))
+        return
+    status = local_cluster(settings).status()
+    typer.echo(json.dumps(status, indent=2))
+    if not status["running"]:
+        raise typer.Exit(3)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the Alembic migrations (to ``head`` by default)."""
+    upgrade(database_url(_settings()), revision)
+    typer.echo(f"database at revision {revision}")
+
+
+# ----------------------------------------------------------------- sample data
+
+
+@app.command("load-sample")
+def load_sample(
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing when licences are already loaded.")
+    ] = False,
+    directory: Annotated[Path, typer.Option("--dir", help="Sample data folder.")] = SAMPLE_DIR,
+) -> None:
+    """Load the provinces and the synthetic sample licences."""
+    settings = _settings()
+    db = _database(settings)
+    with db.begin() as conn:
+        if if_empty and conn.scalar(select(func.count()).select_from(licences)):
+            typer.echo("sample data already loaded")
+            return
+        provinces = json.loads((directory / "pakistan_admin1_provinces.geojson").read_text())
+        n = load_jurisdictions(
+            conn, provinces["features"], source="geoBoundaries PAK ADM1 (see sample_data/README.md)"
+        )
+        typer.echo(f"loaded {n} provinces and territories")
+    _import(directory / "licences_synthetic.geojson", None, actor="sample-loader", skip=False)
+
+
+# ---------------------------------------------------------------------- import
+
+
+SHOWN_REJECTIONS = 20
+
+
+def _report_rejections(rejections: list[dict[str, Any]], report_file: Path | None) -> None:
+    """Print the first rejections; write every one to ``report_file`` (JSON lines)."""
+    for r in rejections[:SHOWN_REJECTIONS]:
+        field = f" [{r['field']}]" if r.get("field") else ""
+        typer.echo(f"row {r['row']}{field}: {r['detail']}", err=True)
+    if len(rejections) > SHOWN_REJECTIONS:
+        hint = f"all in {report_file}" if report_file else "use --report FILE for all of them"
+        typer.echo(f"... and {len(rejections) - SHOWN_REJECTIONS} more ({hint})", err=True)
+    if report_file is not None:
+        with report_file.open("w") as fh:
+            for r in rejections:
+                fh.write(json.dumps(r, default=str) + "\n")
+
+
+def _import(
+    path: Path,
+    crs: str | None,
+    *,
+    actor: str,
+    skip: bool,
+    repair: bool = False,
+    report_file: Path | None = None,
+) -> None:
+    settings = _settings()
+    rules = RuleBook.load()
+    started = time.perf_counter()
+    try:
+        frame, file_crs = read_licence_file(path, crs)
+    except CadastreError as exc:
+        _fail(exc.message)
+    db = _database(settings)
+    bar = tqdm(total=len(frame), unit="licence", desc=f"importing {path.name}", file=sys.stderr)
+    try:
+        with db.begin() as conn:
+            report = import_licences(
+                conn,
+                frame,
+                file_crs,
+                rules=rules,
+                actor=actor,
+                skip_invalid=skip,
+                repair=repair,
+                tolerance_m2=settings.boundary_tolerance_m2,
+                timezone=settings.register_timezone,
+                progress=bar.update,
+            )
+    except ImportRejected as exc:
+        bar.close()
+        _report_rejections(exc.rejections, report_file)
+        _fail(
+            f"{len(exc.rejections)} of {len(frame)} rows rejected; nothing was imported "
+            "(use --skip-invalid to import the others)"
+        )
+    except CadastreError as exc:
+        bar.close()
+        _fail(exc.message)
+    bar.close()
+    _report_rejections(report.rejected, report_file)
+    typer.echo(
+        f"imported {report.imported} of {report.read} licences, skipped {len(report.rejected)}, "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@import_app.command("licences")
+def import_licences_cmd(
+    file: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage, zipped Shapefile or CSV")],
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of the coordinates, overriding the file's")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the good rows, report the others")
+    ] = False,
+    repair: Annotated[bool, typer.Option(help="Repair invalid shapes (ST_MakeValid)")] = False,
+    actor: Annotated[str, typer.Option(help="Who imports, for the event log")] = "cli-import",
+    report: Annotated[
+        Path | None, typer.Option(help="Write every rejected row with its reason (JSON lines)")
+    ] = None,
+) -> None:
+    """Import licences from a file; all or nothing unless --skip-invalid."""
+    _import(file, crs, actor=actor, skip=skip_invalid, repair=repair, report_file=report)
+
+
+# ---------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path, typer.Argument(help="Output file: .geojson, .gpkg or .csv")],
+) -> None:
+    """Export the current public register (one row per licence)."""
+    import geopandas as gpd
+
+    settings = _settings()
+    db = _database(settings)
+    query = """
+        SELECT l.id, l.licence_no, l.licence_type, array_to_string(l.minerals, '; ') AS minerals,
+               p.name AS holder, j.name AS province, l.status, l.area_km2, l.received_at,
+               l.receipt_seq, l.applied_on, l.granted_on, l.expires_on, l.geom
+        FROM licences l JOIN parties p ON p.id = l.holder_id
+        JOIN jurisdictions j ON j.code = l.province_code ORDER BY l.id
+    """
+    with db.engine.connect() as conn:
+        frame = gpd.read_postgis(query, conn, geom_col="geom")
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        frame.assign(wkt=frame.geometry.to_wkt()).drop(columns="geom").to_csv(out, index=False)
+    elif suffix in (".geojson", ".json", ".gpkg"):
+        for col in ("received_at",):
+            frame[col] = frame[col].astype(str)
+        driver = "GPKG" if suffix == ".gpkg" else "GeoJSON"
+        frame.to_file(out, driver=driver, engine="pyogrio")
+    else:
+        _fail(f"unknown export format {suffix!r}: use .geojson, .gpkg or .csv")
+    typer.echo(f"exported {len(frame)} licences to {out}")
+
+
+# ----------------------------------------------------------------------- serve
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="Default 8000")] = None,
+) -> None:
+    """Serve the API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    settings = _settings()
+    # By name, so that the library never imports the web layer.
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    app()

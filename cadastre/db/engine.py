@@ -1,0 +1,60 @@
+"""Engine construction and the transaction boundary every write goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+from cadastre.db.cluster import LocalCluster
+from cadastre.settings import Settings
+
+
+def database_url(settings: Settings) -> str:
+    """``CADASTRE_DATABASE_URL`` when set, else the project's own local cluster."""
+    if settings.database_url:
+        return settings.database_url
+    return local_cluster(settings).url()
+
+
+def local_cluster(settings: Settings) -> LocalCluster:
+    return LocalCluster(settings.data_dir.resolve(), settings.pg_port, settings.pg_listen)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine whose sessions run in UTC, with pre-ping so a restarted database heals."""
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _session_defaults(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
+
+    return engine
+
+
+class Database:
+    """Hands out connections inside one transaction each.
+
+    ``with db.begin() as conn:`` commits when the block ends and rolls back
+    everything if it raises: every write is one transaction.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()

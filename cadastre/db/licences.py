@@ -1,0 +1,974 @@
+"""The licence register: applications and titles, their versions and their events.
+
+Every function here takes an open :class:`~sqlalchemy.Connection` inside a
+transaction and leaves committing to the caller, so that a change, its version
+row and its event commit together or not at all.
+
+The write path is set-based for one licence or a hundred thousand alike:
+candidates are staged in a temporary table, located against the province
+polygons in one query, numbered, inserted, versioned and logged with a handful
+of statements.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import shapely
+from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.types import BigInteger
+
+from cadastre.db.tables import (
+    beneficial_owners,
+    licence_events,
+    licence_versions,
+    licences,
+    parties,
+)
+from cadastre.domain.geometry import Intake
+from cadastre.domain.lifecycle import check_status, next_status
+from cadastre.domain.provinces import PROVINCES
+from cadastre.errors import (
+    AreaLimitExceeded,
+    CadastreError,
+    Conflict,
+    DuplicateLicenceNo,
+    ImportRejected,
+    InvalidInput,
+    NotFound,
+    OutsideArea,
+    ProvinceMismatch,
+)
+from cadastre.rules import RuleBook
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A holder named in a submission; found by name (case-insensitive) or created."""
+
+    name: str
+    kind: str = "company"
+    registration_no: str | None = None
+    country: str | None = None
+    contact: Mapping[str, Any] | None = None
+    beneficial_owners: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A licence's ground as taken in, and as it was submitted.
+
+    ``geometry`` is a shapely MultiPolygon in EPSG:4326 (lon/lat, exterior
+    rings counter-clockwise); ``submitted`` is the geometry exactly as received
+    (GeoJSON text or WKT) in ``crs``, reprojected by ``transformation``.
+    """
+
+    geometry: Any
+    submitted: str
+    crs: str
+    transformation: str
+    approximate: bool = False
+
+    @classmethod
+    def from_intake(cls, taken: Intake) -> Shape:
+        submitted = taken.submitted
+        return cls(
+            geometry=taken.geometry,
+            submitted=submitted if isinstance(submitted, str) else json.dumps(submitted),
+            crs=taken.crs.identifier,
+            transformation=taken.transformation.description,
+            approximate=taken.transformation.approximate,
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One licence to enter the register, its ground already taken in."""
+
+    licence_type: str
+    minerals: Sequence[str]
+    holder: Holder | int
+    shape: Shape
+    province: str | None = None
+    licence_no: str | None = None
+    status: str = "applied"
+    applied_on: date | None = None
+    granted_on: date | None = None
+    expires_on: date | None = None
+    remarks: str | None = None
+
+
+@dataclass
+class RegisterResult:
+    """What a batch write did: created licence ids by input position, and rejections."""
+
+    created: dict[int, int] = field(default_factory=dict)
+    rejected: dict[int, CadastreError] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ staging & checks
+
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS licence_intake (
+    ord integer PRIMARY KEY,
+    geom geometry(MultiPolygon, 4326) NOT NULL,
+    licence_no text,
+    licence_type text NOT NULL,
+    minerals text[] NOT NULL,
+    holder_id bigint,
+    holder_name text,
+    declared_province text,
+    province_code text,
+    status text NOT NULL,
+    submitted_geometry text NOT NULL,
+    submitted_crs text NOT NULL,
+    transformation text NOT NULL,
+    approximate_transformation boolean NOT NULL,
+    applied_on date,
+    granted_on date,
+    expires_on date,
+    remarks text,
+    receipt_seq integer
+) ON COMMIT DROP
+"""
+
+_STAGE_COLUMNS = (
+    "ord",
+    "geom",
+    "licence_no",
+    "licence_type",
+    "minerals",
+    "holder_id",
+    "holder_name",
+    "declared_province",
+    "status",
+    "submitted_geometry",
+    "submitted_crs",
+    "transformation",
+    "approximate_transformation",
+    "applied_on",
+    "granted_on",
+    "expires_on",
+    "remarks",
+)
+
+# Area of each candidate inside each province, from the subdivided province
+# parts; a part that covers the candidate contributes it whole without an
+# intersection. Shares are taken from planar areas (additive to rounding, where
+# geodesic areas of pieces do not sum exactly to the whole) and scaled to the
+# candidate's geodesic area in m².
+_LOCATE_SQL = text(
+    """
+    WITH hits AS (
+        SELECT i.ord, p.code,
+               sum(CASE WHEN ST_CoveredBy(i.geom, p.geom) THEN ST_Area(i.geom)
+                        ELSE ST_Area(ST_Intersection(i.geom, p.geom)) END) AS planar
+        FROM licence_intake i
+        JOIN jurisdiction_parts p ON ST_Intersects(i.geom, p.geom)
+        GROUP BY i.ord, p.code
+    ), sized AS (
+        SELECT ord, ST_Area(geom::geography) AS total_m2, ST_Area(geom) AS planar
+        FROM licence_intake
+    )
+    SELECT s.ord, s.total_m2,
+           coalesce(jsonb_object_agg(h.code, s.total_m2 * h.planar / s.planar)
+                    FILTER (WHERE h.code IS NOT NULL), '{}') AS by_province
+    FROM sized s LEFT JOIN hits h USING (ord)
+    GROUP BY s.ord, s.total_m2
+    ORDER BY s.ord
+    """
+)
+
+
+def _pg_array(values: Sequence[str]) -> str:
+    items = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(items) + "}"
+
+
+def _stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    conn.execute(text("DROP TABLE IF EXISTS licence_intake"))
+    conn.execute(text(_STAGE_DDL))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerows(rows)
+    buf.seek(0)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.copy_expert(
+            f"COPY licence_intake ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+            buf,
+        )
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _km2(m2: float) -> float:
+    return round(m2 / 1e6, 6)
+
+
+def _locate(
+    conn: Connection,
+    cands: Mapping[int, Candidate],
+    rules: RuleBook,
+    tolerance_m2: float,
+) -> tuple[dict[int, str], dict[int, CadastreError]]:
+    """Province of each staged candidate, or why it cannot be placed."""
+    found: dict[int, str] = {}
+    errors: dict[int, CadastreError] = {}
+    for ord_, total_m2, by_province in conn.execute(_LOCATE_SQL):
+        cand = cands[ord_]
+        inside = {code: m2 for code, m2 in by_province.items() if m2 > tolerance_m2}
+        outside_m2 = total_m2 - sum(by_province.values())
+        if outside_m2 > tolerance_m2:
+            errors[ord_] = OutsideArea(
+                f"{_km2(outside_m2)} km² of the shape ({100 * outside_m2 / total_m2:.1f} %) "
+                "lies outside Pakistan: check the coordinate order and the CRS",
+                field="geometry",
+                where={"outside_km2": _km2(outside_m2), "area_km2": _km2(total_m2)},
+            )
+            continue
+        if len(inside) > 1:
+            parts = ", ".join(
+                f"{PROVINCES[c]} {_km2(m2)} km²"
+                for c, m2 in sorted(inside.items(), key=lambda kv: -kv[1])
+            )
+            errors[ord_] = ProvinceMismatch(
+                f"the shape crosses a provincial boundary ({parts}); a licence lies in "
+                "one province",
+                field="geometry",
+                where={"provinces": {c: _km2(m2) for c, m2 in inside.items()}},
+            )
+            continue
+        if not inside:
+            errors[ord_] = OutsideArea(
+                "the shape is smaller than the boundary tolerance and cannot be placed",
+                field="geometry",
+            )
+            continue
+        (code,) = inside
+        if cand.province is not None and cand.province != code:
+            errors[ord_] = ProvinceMismatch(
+                f"the shape lies in {PROVINCES[code]} ({code}), not in "
+                f"{PROVINCES[cand.province]} ({cand.province}) as declared",
+                field="properties.province",
+                where={"declared": cand.province, "located": code},
+            )
+            continue
+        limit = rules.rule(cand.licence_type, code).max_area_km2
+        if limit is not None and total_m2 / 1e6 > limit:
+            rule = rules.rule(cand.licence_type, code)
+            errors[ord_] = AreaLimitExceeded(
+                f"area {_km2(total_m2)} km² exceeds the limit of {limit} km² for "
+                f"{cand.licence_type} in {PROVINCES[code]} "
+                f"(source: {rule.sources.get('max_area_km2', 'configuration')})",
+                field="geometry",
+                where={"area_km2": _km2(total_m2), "max_area_km2": limit},
+            )
+            continue
+        found[ord_] = code
+    return found, errors
+
+
+# ---------------------------------------------------------------------- parties
+
+
+def resolve_holders(conn: Connection, holders: Sequence[Holder | int]) -> list[int]:
+    """Party id of each holder: ids are checked, names found or created.
+
+    New parties are created with their details and beneficial owners; an
+    existing party (same name, ignoring case) is reused unchanged.
+    """
+    ids = sorted({h for h in holders if isinstance(h, int)})
+    if ids:
+        known = set(conn.scalars(select(parties.c.id).where(parties.c.id.in_(ids))))
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise NotFound(f"no party with id {missing[0]}", field="properties.holder")
+    named: dict[str, Holder] = {}
+    for h in holders:
+        if isinstance(h, Holder):
+            named.setdefault(h.name.strip().lower(), h)
+    if named:
+        new = [
+            {
+                "name": h.name.strip(),
+                "kind": h.kind,
+                "registration_no": h.registration_no,
+                "country": h.country,
+                "contact": dict(h.contact) if h.contact else None,
+            }
+            for h in named.values()
+        ]
+        stmt = insert(parties).on_conflict_do_nothing(index_elements=[func.lower(parties.c.name)])
+        conn.execute(stmt.returning(parties.c.id), new)
+        id_by_name = dict(
+            conn.execute(
+                select(func.lower(parties.c.name), parties.c.id).where(
+                    func.lower(parties.c.name).in_(list(named))
+                )
+            ).all()
+        )
+        owners = [
+            {"party_id": id_by_name[key], **dict(o)}
+            for key, h in named.items()
+            for o in h.beneficial_owners
+        ]
+        if owners:
+            existing = set(
+                conn.scalars(
+                    select(beneficial_owners.c.party_id).where(
+                        beneficial_owners.c.party_id.in_({o["party_id"] for o in owners})
+                    )
+                )
+            )
+            fresh = [o for o in owners if o["party_id"] not in existing]
+            if fresh:
+                conn.execute(insert(beneficial_owners), fresh)
+    return [h if isinstance(h, int) else id_by_name[h.name.strip().lower()] for h in holders]
+
+
+# ------------------------------------------------------------------------ writes
+
+
+def register_licences(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    *,
+    rules: RuleBook,
+    actor: str,
+    action: str = "apply",
+    tolerance_m2: float = 100.0,
+    timezone: str = "Asia/Karachi",
+    all_or_nothing: bool = True,
+) -> RegisterResult:
+    """Enter ``candidates`` into the register as one set-based write.
+
+    Each candidate is placed in its province (it must lie inside Pakistan, in
+    one province, and match a declared province), checked against the area
+    limit of its type there, given the next receipt number of that province,
+    a receipt time (server clock, microseconds) and a licence number when it
+    has none. A version row and an event are written for each.
+
+    With ``all_or_nothing`` any rejection raises :class:`ImportRejected` (or,
+    for a single candidate, its own error) before anything is written.
+    Otherwise the good candidates are written and the rejections returned.
+    """
+    result = RegisterResult()
+    if not candidates:
+        return result
+    for cand in candidates:
+        rules.check_type(cand.licence_type)
+        check_status(cand.status)
+    holder_ids = resolve_holders(conn, [c.holder for c in candidates])
+    cands = dict(enumerate(candidates))
+    rows = [
+        (
+            i,
+            shapely.to_wkb(shapely.set_srid(c.shape.geometry, 4326), hex=True, include_srid=True),
+            _csv_value(c.licence_no),
+            c.licence_type,
+            _pg_array(list(c.minerals)),
+            holder_ids[i],
+            "",
+            _csv_value(c.province),
+            c.status,
+            c.shape.submitted,
+            c.shape.crs,
+            c.shape.transformation,
+            "t" if c.shape.approximate else "f",
+            _csv_value(c.applied_on),
+            _csv_value(c.granted_on),
+            _csv_value(c.expires_on),
+            _csv_value(c.remarks),
+        )
+        for i, c in cands.items()
+    ]
+    _stage(conn, rows)
+    found, rejected = _locate(conn, cands, rules, tolerance_m2)
+    _check_duplicates(conn, cands, rejected)
+    if rejected and all_or_nothing:
+        _raise(rejected, len(candidates))
+    result.rejected = rejected
+    if rejected:
+        conn.execute(
+            text("DELETE FROM licence_intake WHERE ord = ANY(:ords)"),
+            {"ords": list(rejected)},
+        )
+    if not found.keys() - rejected.keys():
+        return result
+    conn.execute(
+        text(
+            "UPDATE licence_intake i SET province_code = v.code "
+            "FROM unnest(CAST(:ords AS int[]), CAST(:codes AS text[])) AS v(ord, code) "
+            "WHERE i.ord = v.ord"
+        ),
+        {"ords": list(found), "codes": list(found.values())},
+    )
+    _number(conn, rules, timezone)
+    ids = _insert(conn)
+    result.created = ids
+    snapshot(conn, list(ids.values()))
+    _log_created(conn, list(ids.values()), action=action, actor=actor)
+    return result
+
+
+def _raise(rejected: Mapping[int, CadastreError], total: int) -> None:
+    if total == 1:
+        raise next(iter(rejected.values()))
+    raise ImportRejected([{"row": i, **err.to_dict()} for i, err in sorted(rejected.items())])
+
+
+def _check_duplicates(
+    conn: Connection, cands: Mapping[int, Candidate], rejected: dict[int, CadastreError]
+) -> None:
+    seen: dict[str, int] = {}
+    for i, c in cands.items():
+        if c.licence_no is None:
+            continue
+        if c.licence_no in seen:
+            rejected.setdefault(
+                i,
+                DuplicateLicenceNo(
+                    f"licence number {c.licence_no!r} appears twice "
+                    f"(also at row {seen[c.licence_no]})",
+                    field="properties.licence_no",
+                ),
+            )
+        seen.setdefault(c.licence_no, i)
+    for ord_, no in conn.execute(
+        text("SELECT i.ord, i.licence_no FROM licence_intake i JOIN licences l USING (licence_no)")
+    ):
+        rejected.setdefault(
+            ord_,
+            DuplicateLicenceNo(
+                f"licence number {no!r} is already in the register",
+                field="properties.licence_no",
+            ),
+        )
+
+
+def _number(conn: Connection, rules: RuleBook, timezone: str) -> None:
+    """Give each staged licence the next receipt numbers of its province.
+
+    The counter row of a province stays locked until commit, so receipts of
+    one province are numbered in the order their transactions commit.
+    """
+    conn.execute(
+        text(
+            """
+            INSERT INTO receipt_counters AS rc (province_code, last_seq)
+            SELECT province_code, count(*) FROM licence_intake GROUP BY province_code
+            ORDER BY province_code
+            ON CONFLICT (province_code) DO UPDATE SET last_seq = rc.last_seq + excluded.last_seq
+            """
+        )
+    )
+    conn.execute(
+        text(
+            """
+            UPDATE licence_intake i
+            SET receipt_seq = c.last_seq - n.cnt + n.rn
+            FROM (SELECT ord, province_code,
+                         row_number() OVER (PARTITION BY province_code ORDER BY ord) AS rn,
+                         count(*) OVER (PARTITION BY province_code) AS cnt
+                  FROM licence_intake) n
+            JOIN receipt_counters c USING (province_code)
+            WHERE i.ord = n.ord
+            """
+        )
+    )
+    abbreviations = {key: rules.rule(key).abbreviation for key in rules.types}
+    conn.execute(
+        text(
+            """
+            UPDATE licence_intake
+            SET licence_no = split_part(province_code, '-', 2) || '-'
+                || (CAST(:abbr AS jsonb) ->> licence_type) || '-'
+                || to_char(clock_timestamp() AT TIME ZONE :tz, 'YYYY') || '-'
+                || lpad(receipt_seq::text, 6, '0')
+            WHERE licence_no IS NULL
+            """
+        ),
+        {"abbr": json.dumps(abbreviations), "tz": timezone},
+    )
+
+
+def _insert(conn: Connection) -> dict[int, int]:
+    rows = conn.execute(
+        text(
+            """
+            INSERT INTO licences (licence_no, licence_type, minerals, holder_id, province_code,
+                status, geom, submitted_geometry, submitted_crs, transformation,
+                approximate_transformation, received_at, receipt_seq, applied_on, granted_on,
+                expires_on, remarks, version, changed_at)
+            SELECT licence_no, licence_type, minerals, holder_id, province_code, status,
+                ST_SetSRID(geom, 4326), submitted_geometry, submitted_crs, transformation,
+                approximate_transformation, clock_timestamp(), receipt_seq, applied_on,
+                granted_on, expires_on, nullif(remarks, ''), 1, now()
+            FROM (SELECT * FROM licence_intake ORDER BY province_code, receipt_seq) s
+            RETURNING id, licence_no
+            """
+        )
+    ).all()
+    by_no = dict(conn.execute(text("SELECT licence_no, ord FROM licence_intake")).all())
+    return {by_no[no]: id_ for id_, no in rows}
+
+
+def snapshot(conn: Connection, ids: Sequence[int]) -> None:
+    """Close the current version of each licence and record its new state."""
+    if not ids:
+        return
+    id_param = bindparam("ids", value=list(ids), type_=ARRAY(BigInteger))
+    conn.execute(
+        update(licence_versions)
+        .where(licence_versions.c.licence_id == func.any(id_param))
+        .where(licence_versions.c.valid_to.is_(None))
+        .values(valid_to=func.now())
+    )
+    state = [c for c in licences.c if c.name not in ("id", "area_km2")]
+    conn.execute(
+        licence_versions.insert().from_select(
+            ["licence_id", *(c.name for c in state), "valid_from"],
+            select(licences.c.id, *state, licences.c.changed_at).where(
+                licences.c.id == func.any(id_param)
+            ),
+        )
+    )
+
+
+_EVENT_FIELDS = (
+    "licence_no",
+    "licence_type",
+    "minerals",
+    "holder_id",
+    "province_code",
+    "status",
+    "area_km2",
+    "received_at",
+    "receipt_seq",
+    "applied_on",
+    "granted_on",
+    "expires_on",
+    "remarks",
+)
+
+
+def _state_json() -> str:
+    pairs = ", ".join(f"'{f}', l.{f}" for f in _EVENT_FIELDS)
+    return f"jsonb_build_object({pairs}, 'geometry', ST_AsGeoJSON(l.geom, 9)::jsonb)"
+
+
+# Fixed SQL text, built once from the constant field list above.
+_STATE_SQL = text(f"SELECT {_state_json()} FROM licences l WHERE l.id = :id")  # noqa: S608
+_LOG_CREATED_SQL = text(
+    "INSERT INTO licence_events (licence_id, version, action, actor, before, after) "  # noqa: S608
+    + f"SELECT l.id, l.version, :action, :actor, NULL, {_state_json()} "
+    + "FROM licences l WHERE l.id = ANY(:ids) ORDER BY l.id"
+)
+
+
+def _log_created(conn: Connection, ids: Sequence[int], *, action: str, actor: str) -> None:
+    conn.execute(
+        _LOG_CREATED_SQL,
+        {"action": action, "actor": actor, "ids": list(ids)},
+    )
+
+
+# ------------------------------------------------------------------- transitions
+
+
+def _lock(conn: Connection, licence_id: int) -> dict[str, Any]:
+    row = conn.execute(
+        select(licences, func.ST_AsGeoJSON(licences.c.geom, 9).label("geojson"))
+        .where(licences.c.id == licence_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"no licence with id {licence_id}")
+    return dict(row._mapping)
+
+
+def _today(tz: str) -> date:
+    return datetime.now(ZoneInfo(tz)).date()
+
+
+def _add_years(d: date, years: int) -> date:
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:  # 29 February
+        return d.replace(year=d.year + years, day=28)
+
+
+def _apply_change(
+    conn: Connection,
+    licence_id: int,
+    changes: Mapping[str, Any],
+    *,
+    action: str,
+    actor: str,
+    note: str | None,
+) -> None:
+    """Write ``changes`` to a locked licence, with its new version and its event.
+
+    The event keeps the fields that changed, before and after (the geometry
+    as GeoJSON when the ground changed).
+    """
+    before = conn.execute(_STATE_SQL, {"id": licence_id}).scalar_one()
+    values = {**changes, "version": licences.c.version + 1, "changed_at": func.now()}
+    conn.execute(update(licences).where(licences.c.id == licence_id).values(**values))
+    snapshot(conn, [licence_id])
+    after = conn.execute(_STATE_SQL, {"id": licence_id}).scalar_one()
+    changed = [k for k in after if before.get(k) != after[k]]
+    conn.execute(
+        insert(licence_events).values(
+            licence_id=licence_id,
+            version=select(licences.c.version).where(licences.c.id == licence_id).scalar_subquery(),
+            action=action,
+            actor=actor,
+            before={k: before.get(k) for k in changed},
+            after={k: after[k] for k in changed},
+            note=note,
+        )
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A lifecycle action with its arguments (only those the action uses)."""
+
+    action: str
+    granted_on: date | None = None
+    expires_on: date | None = None
+    holder: Holder | int | None = None
+    retained: Shape | None = None
+    note: str | None = None
+
+
+def transition(
+    conn: Connection,
+    licence_id: int,
+    t: Transition,
+    *,
+    rules: RuleBook,
+    actor: str,
+    timezone: str = "Asia/Karachi",
+    tolerance_m2: float = 100.0,
+) -> None:
+    """Apply a lifecycle action to a licence (see :mod:`cadastre.domain.lifecycle`).
+
+    Raises :class:`IllegalTransition` (naming the current status and the
+    allowed actions) when the action is not allowed from the current status.
+    """
+    row = _lock(conn, licence_id)
+    status = next_status(row["status"], t.action)
+    rule = rules.rule(row["licence_type"], row["province_code"])
+    today = _today(timezone)
+    changes: dict[str, Any] = {"status": status} if status != row["status"] else {}
+
+    if t.action == "grant":
+        granted_on = t.granted_on or today
+        expires_on = t.expires_on
+        if expires_on is None:
+            if rule.term_years is None:
+                raise InvalidInput(
+                    f"expires_on is required: the term of {row['licence_type']} in "
+                    f"{PROVINCES[row['province_code']]} is not configured",
+                    field="expires_on",
+                )
+            expires_on = _add_years(granted_on, rule.term_years)
+        if expires_on <= granted_on:
+            raise InvalidInput("expires_on must be after granted_on", field="expires_on")
+        changes |= {"granted_on": granted_on, "expires_on": expires_on}
+    elif t.action == "renew":
+        if rule.renewable is False:
+            raise Conflict(
+                f"{row['licence_type']} is not renewable in {PROVINCES[row['province_code']]} "
+                f"(source: {rule.sources.get('renewable')})",
+                field="action",
+            )
+        expires_on = t.expires_on
+        if expires_on is None:
+            term = rule.renewal_term_years or rule.term_years
+            if term is None or row["expires_on"] is None:
+                raise InvalidInput(
+                    "expires_on is required: no renewal term is configured for "
+                    f"{row['licence_type']} in {PROVINCES[row['province_code']]}",
+                    field="expires_on",
+                )
+            expires_on = _add_years(row["expires_on"], term)
+        if row["expires_on"] is not None and expires_on <= row["expires_on"]:
+            raise InvalidInput(
+                f"a renewal must extend the term beyond {row['expires_on'].isoformat()}",
+                field="expires_on",
+            )
+        changes["expires_on"] = expires_on
+    elif t.action == "transfer":
+        if t.holder is None:
+            raise InvalidInput("a transfer names the new holder", field="holder")
+        (new_holder,) = resolve_holders(conn, [t.holder])
+        if new_holder == row["holder_id"]:
+            raise InvalidInput("the new holder is already the holder", field="holder")
+        changes["holder_id"] = new_holder
+    elif t.action == "relinquish":
+        if t.retained is None:
+            raise InvalidInput(
+                "a partial relinquishment gives the ground that is retained", field="geometry"
+            )
+        changes |= _relinquish(conn, licence_id, t.retained, tolerance_m2)
+    elif t.action == "expire" and (row["expires_on"] is None or row["expires_on"] >= today):
+        when = row["expires_on"].isoformat() if row["expires_on"] else "no expiry date"
+        raise Conflict(f"licence {row['licence_no']} has not expired yet ({when})", field="action")
+    _apply_change(conn, licence_id, changes, action=t.action, actor=actor, note=t.note)
+
+
+def _relinquish(
+    conn: Connection, licence_id: int, retained: Shape, tolerance_m2: float
+) -> dict[str, Any]:
+    wkb = shapely.to_wkb(retained.geometry, hex=True, include_srid=False)
+    new = func.ST_SetSRID(func.ST_GeomFromWKB(func.decode(wkb, "hex")), 4326)
+    outside_m2, new_m2, old_m2 = conn.execute(
+        select(
+            func.ST_Area(func.geography(func.ST_Difference(new, licences.c.geom))),
+            func.ST_Area(func.geography(new)),
+            func.ST_Area(func.geography(licences.c.geom)),
+        ).where(licences.c.id == licence_id)
+    ).one()
+    if outside_m2 > tolerance_m2:
+        raise InvalidInput(
+            f"the retained ground must lie within the licence: {_km2(outside_m2)} km² of it "
+            "lies outside",
+            field="geometry",
+            where={"outside_km2": _km2(outside_m2)},
+        )
+    if new_m2 >= old_m2 - tolerance_m2:
+        raise InvalidInput(
+            "a partial relinquishment must give up ground: the retained area "
+            f"{_km2(new_m2)} km² is not smaller than {_km2(old_m2)} km²",
+            field="geometry",
+        )
+    return {
+        "geom": new,
+        "submitted_geometry": retained.submitted,
+        "submitted_crs": retained.crs,
+        "transformation": retained.transformation,
+        "approximate_transformation": retained.approximate,
+    }
+
+
+def update_attributes(
+    conn: Connection,
+    licence_id: int,
+    changes: Mapping[str, Any],
+    *,
+    actor: str,
+    note: str | None = None,
+) -> None:
+    """Change plain attributes (minerals, remarks, applied_on) of a licence."""
+    allowed = {"minerals", "remarks", "applied_on"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InvalidInput(
+            f"{sorted(unknown)[0]!r} cannot be changed here; "
+            f"changeable: {', '.join(sorted(allowed))}",
+            field=sorted(unknown)[0],
+        )
+    row = _lock(conn, licence_id)
+    real = {k: v for k, v in changes.items() if row.get(k) != v}
+    if real:
+        _apply_change(conn, licence_id, real, action="update", actor=actor, note=note)
+
+
+# -------------------------------------------------------------------------- reads
+
+_PUBLIC_PROPERTIES = """json_build_object(
+    'licence_no', v.licence_no, 'licence_type', v.licence_type, 'minerals', v.minerals,
+    'holder', p.name, 'holder_id', v.holder_id, 'province', j.name,
+    'province_code', v.province_code, 'status', v.status,
+    'area_km2', round(v.area_km2::numeric, 6), 'received_at', v.received_at,
+    'receipt_seq', v.receipt_seq, 'applied_on', v.applied_on, 'granted_on', v.granted_on,
+    'expires_on', v.expires_on, 'version', v.version)"""
+
+
+@dataclass(frozen=True)
+class LicenceQuery:
+    """Filters of the licence list. ``as_of`` is an instant (UTC or aware)."""
+
+    province: str | None = None
+    status: str | None = None
+    licence_type: str | None = None
+    mineral: str | None = None
+    holder: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    as_of: datetime | None = None
+    after: int | None = None
+    limit: int = 100
+
+
+def _where(q: LicenceQuery) -> tuple[list[str], dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if q.as_of is None:
+        clauses.append("v.valid_to IS NULL")
+    else:
+        clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
+        params["as_of"] = q.as_of
+    if q.province:
+        clauses.append("v.province_code = :province")
+        params["province"] = q.province
+    if q.status:
+        clauses.append("v.status = :status")
+        params["status"] = q.status
+    if q.licence_type:
+        clauses.append("v.licence_type = :licence_type")
+        params["licence_type"] = q.licence_type
+    if q.mineral:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM unnest(v.minerals) m WHERE lower(m) = lower(:mineral))"
+        )
+        params["mineral"] = q.mineral
+    if q.holder:
+        clauses.append(
+            "v.holder_id IN (SELECT id FROM parties WHERE name ILIKE :holder ESCAPE '\\')"
+        )
+        escaped = q.holder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["holder"] = f"%{escaped}%"
+    if q.bbox:
+        clauses.append(
+            "v.geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326) "
+            "AND ST_Intersects(v.geom, ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326))"
+        )
+        params |= dict(zip(("minx", "miny", "maxx", "maxy"), q.bbox, strict=True))
+    return clauses, params
+
+
+@dataclass(frozen=True)
+class FeaturePage:
+    """A page of features as ready-made GeoJSON text, with paging facts."""
+
+    features_json: str
+    number_returned: int
+    number_matched: int
+    last_id: int | None
+
+
+def list_licences(conn: Connection, q: LicenceQuery) -> FeaturePage:
+    """A page of licences as GeoJSON Features (built by PostGIS), keyset-paged by id."""
+    clauses, params = _where(q)
+    where = " AND ".join(clauses)
+    page_clauses = [*clauses, "v.licence_id > :after"] if q.after is not None else clauses
+    params_page = {**params, "after": q.after, "limit": q.limit}
+    sql = text(
+        f"""
+        SELECT coalesce(string_agg(f.feature, ',' ORDER BY f.id), ''), count(*), max(f.id)
+        FROM (
+            SELECT v.licence_id AS id,
+                   '{{"type":"Feature","id":' || v.licence_id
+                   || ',"geometry":' || ST_AsGeoJSON(v.geom, 7)
+                   || ',"properties":' || {_PUBLIC_PROPERTIES}::text || '}}' AS feature
+            FROM licence_versions v
+            JOIN parties p ON p.id = v.holder_id
+            JOIN jurisdictions j ON j.code = v.province_code
+            WHERE {" AND ".join(page_clauses)}
+            ORDER BY v.licence_id
+            LIMIT :limit
+        ) f
+        """  # noqa: S608 - clauses are fixed text; every value is a bound parameter
+    )
+    features, returned, last_id = conn.execute(sql, params_page).one()
+    matched = conn.execute(
+        text(f"SELECT count(*) FROM licence_versions v WHERE {where}"),  # noqa: S608
+        params,
+    ).scalar_one()
+    return FeaturePage(features, returned, matched, last_id)
+
+
+def get_licence(conn: Connection, licence_id: int) -> str:
+    """One licence as a GeoJSON Feature (text), with what was submitted and its holder."""
+    sql = text(
+        f"""
+        SELECT '{{"type":"Feature","id":' || v.licence_id
+               || ',"geometry":' || ST_AsGeoJSON(v.geom, 7)
+               || ',"properties":' || (
+                   {_PUBLIC_PROPERTIES}::jsonb || jsonb_build_object(
+                   'approximate_transformation', v.approximate_transformation,
+                   'remarks', v.remarks,
+                   'submitted', jsonb_build_object(
+                       'crs', v.submitted_crs, 'geometry', v.submitted_geometry,
+                       'transformation', v.transformation),
+                   'holder_details', jsonb_build_object(
+                       'id', p.id, 'name', p.name, 'kind', p.kind,
+                       'registration_no', p.registration_no, 'country', p.country,
+                       'beneficial_owners', coalesce((
+                           SELECT jsonb_agg(jsonb_build_object('name', b.name,
+                               'nationality', b.nationality, 'share_pct', b.share_pct)
+                               ORDER BY b.id)
+                           FROM beneficial_owners b WHERE b.party_id = p.id), '[]'))
+                   ))::text || '}}'
+        FROM licence_versions v
+        JOIN parties p ON p.id = v.holder_id
+        JOIN jurisdictions j ON j.code = v.province_code
+        WHERE v.licence_id = :id AND v.valid_to IS NULL
+        """  # noqa: S608
+    )
+    feature = conn.execute(sql, {"id": licence_id}).scalar_one_or_none()
+    if feature is None:
+        raise NotFound(f"no licence with id {licence_id}")
+    return str(feature)
+
+
+def licence_history(conn: Connection, licence_id: int) -> list[dict[str, Any]]:
+    """Every event of a licence, oldest first."""
+    exists = conn.execute(select(licences.c.id).where(licences.c.id == licence_id)).first()
+    if exists is None:
+        raise NotFound(f"no licence with id {licence_id}")
+    rows = conn.execute(
+        select(licence_events)
+        .where(licence_events.c.licence_id == licence_id)
+        .order_by(licence_events.c.id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def end_of_day(day: date, tz: str) -> datetime:
+    """The last microsecond of ``day`` in time zone ``tz`` (what the register showed that day)."""
+    start_next = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(tz))
+    return start_next - timedelta(microseconds=1)
+
+
+__all__ = [
+    "Candidate",
+    "FeaturePage",
+    "Holder",
+    "LicenceQuery",
+    "RegisterResult",
+    "Shape",
+    "Transition",
+    "end_of_day",
+    "get_licence",
+    "licence_history",
+    "list_licences",
+    "register_licences",
+    "resolve_holders",
+    "snapshot",
+    "transition",
+    "update_attributes",
+]

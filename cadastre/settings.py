@@ -1,0 +1,48 @@
+"""Settings, read from the environment (prefix ``CADASTRE_``) by the program that runs.
+
+The library takes a :class:`Settings` object as an argument; nothing in
+``cadastre`` reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the register and the service."""
+
+    model_config = SettingsConfigDict(env_prefix="CADASTRE_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of an existing PostGIS database. When unset, the "
+        "project's own local cluster (see `cadastre db start`) is used.",
+    )
+    data_dir: Path = Field(
+        default=Path(".cadastre"),
+        description="Where the local PostGIS cluster keeps its data, socket and log.",
+    )
+    pg_port: int = Field(default=55433, description="Port of the local cluster.")
+    pg_listen: str = Field(
+        default="127.0.0.1",
+        description="listen_addresses of the local cluster ('' for the Unix socket only).",
+    )
+    register_timezone: str = Field(
+        default="Asia/Karachi",
+        description="Time zone in which a calendar date (as_of, receipt date) is read.",
+    )
+    boundary_tolerance_m2: float = Field(
+        default=100.0,
+        description="Overlap with a neighbouring province (or outside Pakistan) below this "
+        "many square metres is treated as touching, not crossing.",
+    )
+    page_default: int = 100
+    page_max: int = 10_000
+    host: str = "127.0.0.1"
+    port: int = 8000

@@ -193,7 +193,7 @@ def import_licences(
     tolerance_m2: float = 100.0,
     timezone: str = "Asia/Karachi",
     chunk_size: int = 20_000,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ImportReport:
     """Import every row of ``frame`` into the register in the caller's transaction.
 
@@ -227,8 +227,8 @@ def import_licences(
             )
             try:
                 cands.append(candidate_from_row(records[i], shape, rules))
-            except CadastreError as err:
-                rejected[i] = {"row": i + 1, **err.to_dict()}
+            except CadastreError as row_error:
+                rejected[i] = {"row": i + 1, **row_error.to_dict()}
                 continue
             rows.append(i)
         result = reg.register_licences(
@@ -241,8 +241,8 @@ def import_licences(
             timezone=timezone,
             all_or_nothing=False,
         )
-        for k, err in result.rejected.items():
-            rejected[rows[k]] = {"row": rows[k] + 1, **err.to_dict()}
+        for k, db_error in result.rejected.items():
+            rejected[rows[k]] = {"row": rows[k] + 1, **db_error.to_dict()}
         report.imported += len(result.created)
         if progress:
             progress(len(chunk))

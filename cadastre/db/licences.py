@@ -204,11 +204,14 @@ def _stage(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     buf.seek(0)
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor() as cur:
+    cur: Any = raw.cursor()
+    try:
         cur.copy_expert(
             f"COPY licence_intake ({', '.join(_STAGE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
             buf,
         )
+    finally:
+        cur.close()
 
 
 def _csv_value(value: Any) -> Any:
@@ -523,7 +526,9 @@ def _insert(conn: Connection) -> dict[int, int]:
             """
         )
     ).all()
-    by_no = dict(conn.execute(text("SELECT licence_no, ord FROM licence_intake")).all())
+    by_no: dict[str, int] = dict(
+        conn.execute(text("SELECT licence_no, ord FROM licence_intake")).all()
+    )
     return {by_no[no]: id_ for id_, no in rows}
 
 
@@ -574,7 +579,7 @@ def _state_json() -> str:
 # Fixed SQL text, built once from the constant field list above.
 _STATE_SQL = text(f"SELECT {_state_json()} FROM licences l WHERE l.id = :id")  # noqa: S608
 _LOG_CREATED_SQL = text(
-    "INSERT INTO licence_events (licence_id, version, action, actor, before, after) "  # noqa: S608
+    "INSERT INTO licence_events (licence_id, version, action, actor, before, after) "
     + f"SELECT l.id, l.version, :action, :actor, NULL, {_state_json()} "
     + "FROM licences l WHERE l.id = ANY(:ids) ORDER BY l.id"
 )

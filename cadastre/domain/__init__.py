@@ -1,0 +1,1 @@
+"""Pure domain logic: coordinate reference systems, geometry intake, licence rules."""

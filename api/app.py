@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from api import errors
-from api.routers import licences, register
+from api.routers import licences, overlaps, register
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.state.db = db
 
     app.include_router(licences.router)
+    app.include_router(overlaps.router)
     app.include_router(register.router)
     errors.install(app)
 
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                 {"rel": "licences", "href": f"{base}/licences"},
                 {"rel": "jurisdictions", "href": f"{base}/jurisdictions"},
                 {"rel": "licence-types", "href": f"{base}/licence-types"},
+                {"rel": "reserved-areas", "href": f"{base}/reserved-areas"},
+                {"rel": "overlaps", "href": f"{base}/overlaps"},
             ],
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -15,6 +16,8 @@ from tqdm import tqdm
 from cadastre.db.engine import Database, database_url, local_cluster, make_engine
 from cadastre.db.jurisdictions import load_jurisdictions
 from cadastre.db.migrate import upgrade
+from cadastre.db.overlaps import AuditRow, audit
+from cadastre.db.reserved import load_reserved_areas
 from cadastre.db.tables import licences
 from cadastre.errors import CadastreError, ImportRejected
 from cadastre.ingest import import_licences, read_licence_file
@@ -110,6 +113,9 @@ def load_sample(
             conn, provinces["features"], source="geoBoundaries PAK ADM1 (see sample_data/README.md)"
         )
         typer.echo(f"loaded {n} provinces and territories")
+        reserved = json.loads((directory / "reserved_areas_synthetic.geojson").read_text())
+        m = load_reserved_areas(conn, reserved["features"])
+        typer.echo(f"loaded {m} reserved areas (synthetic)")
     _import(directory / "licences_synthetic.geojson", None, actor="sample-loader", skip=False)
 
 
@@ -234,6 +240,56 @@ def export(
     else:
         _fail(f"unknown export format {suffix!r}: use .geojson, .gpkg or .csv")
     typer.echo(f"exported {len(frame)} licences to {out}")
+
+
+# ----------------------------------------------------------------------- audit
+
+audit_app = typer.Typer(help="Reports on the register.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("overlaps")
+def audit_overlaps(
+    out: Annotated[Path, typer.Argument(help="Output file: .csv or .geojson")],
+    province: Annotated[str | None, typer.Option(help="Name or ISO code")] = None,
+) -> None:
+    """Every overlap among live exclusive titles and with reserved areas, to a file."""
+    from cadastre.domain.provinces import province_code
+
+    settings = _settings()
+    rules = RuleBook.load()
+    code = province_code(province) if province else None
+    fields = ("kind", "a_id", "a_ref", "b_id", "b_ref", "province_code", "overlap_km2")
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".geojson"):
+        _fail(f"unknown report format {suffix!r}: use .csv or .geojson")
+    db = _database(settings)
+    count = 0
+    started = time.perf_counter()
+    with (
+        db.begin() as conn,
+        out.open("w", newline="") as fh,
+        tqdm(unit="overlap", desc="auditing", file=sys.stderr) as bar,
+    ):
+        rows = audit(conn, rules=rules, province=code, tolerance_m2=settings.overlap_tolerance_m2)
+        writer = csv.writer(fh) if suffix == ".csv" else None
+        if writer:
+            writer.writerow(fields)
+        else:
+            fh.write('{"type":"FeatureCollection","features":[\n')
+        row: AuditRow
+        for row in rows:
+            if writer:
+                writer.writerow([getattr(row, f) for f in fields])
+            else:
+                props = json.dumps({f: getattr(row, f) for f in fields})
+                sep = ",\n" if count else ""
+                fh.write(f'{sep}{{"type":"Feature","geometry":{row.geojson},"properties":{props}}}')
+            count += 1
+            bar.update()
+        if not writer:
+            fh.write("\n]}\n")
+    typer.echo(f"{count} overlaps written to {out} in {time.perf_counter() - started:.1f} s")
 
 
 # ----------------------------------------------------------------------- serve

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
         description="Overlap with a neighbouring province (or outside Pakistan) below this "
         "many square metres is treated as touching, not crossing.",
     )
+    overlap_tolerance_m2: float = Field(
+        default=100.0,
+        description="Overlaps up to this many square metres count as touching, not conflicts.",
+    )
+    tie_break: Literal["ballot", "auction", "committee"] = Field(
+        default="ballot",
+        description="How simultaneous applications (same receipt date) are decided; "
+        "Balochistan Mineral Rules 2002 r.10 leave it to the authority.",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"

@@ -21,6 +21,7 @@ from api.schemas import (
     TransitionIn,
 )
 from cadastre.db import licences as reg
+from cadastre.db import overlaps
 from cadastre.domain.geometry import intake
 from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
@@ -117,6 +118,19 @@ def create_licence(
         )
         licence_id = result.created[0]
         feature = json.loads(reg.get_licence(conn, licence_id))
+        # The overlap check runs in the same transaction: what it finds is kept.
+        report = overlaps.check(
+            conn,
+            shape.geometry,
+            rules=rules,
+            received_at=datetime.fromisoformat(feature["properties"]["received_at"]),
+            timezone=settings.register_timezone,
+            tolerance_m2=settings.overlap_tolerance_m2,
+            tie_break=settings.tie_break,
+            exclude=licence_id,
+        )
+        overlaps.record_conflicts(conn, licence_id, report.conflicts)
+    feature["properties"]["conflicts"] = [c.to_dict() for c in report.conflicts]
     if repaired is not None:
         feature["properties"]["repaired"] = repaired
     return _feature_response(
@@ -311,5 +325,6 @@ def transition_licence(
             actor=actor,
             timezone=settings.register_timezone,
             tolerance_m2=settings.boundary_tolerance_m2,
+            overlap_tolerance_m2=settings.overlap_tolerance_m2,
         )
         return _feature_response(reg.get_licence(conn, licence_id))

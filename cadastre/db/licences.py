@@ -26,6 +26,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import BigInteger
 
+from cadastre.db.overlaps import check_grant
 from cadastre.db.tables import (
     beneficial_owners,
     licence_events,
@@ -346,6 +347,51 @@ def resolve_holders(conn: Connection, holders: Sequence[Holder | int]) -> list[i
 # ------------------------------------------------------------------------ writes
 
 
+def _stage_candidates(
+    conn: Connection, cands: Mapping[int, Candidate], holder_ids: Sequence[int | None]
+) -> None:
+    rows = [
+        (
+            i,
+            shapely.to_wkb(shapely.set_srid(c.shape.geometry, 4326), hex=True, include_srid=True),
+            _csv_value(c.licence_no),
+            c.licence_type,
+            _pg_array(list(c.minerals)),
+            _csv_value(holder_ids[i]),
+            "",
+            _csv_value(c.province),
+            c.status,
+            c.shape.submitted,
+            c.shape.crs,
+            c.shape.transformation,
+            "t" if c.shape.approximate else "f",
+            _csv_value(c.applied_on),
+            _csv_value(c.granted_on),
+            _csv_value(c.expires_on),
+            _csv_value(c.remarks),
+        )
+        for i, c in cands.items()
+    ]
+    _stage(conn, rows)
+
+
+def place(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    *,
+    rules: RuleBook,
+    tolerance_m2: float = 100.0,
+) -> tuple[dict[int, str], dict[int, CadastreError]]:
+    """Province of each candidate, or why it cannot be placed; writes nothing lasting.
+
+    The checks are those of :func:`register_licences`: inside Pakistan, in one
+    province (the declared one, if declared), within the type's area limit.
+    """
+    cands = dict(enumerate(candidates))
+    _stage_candidates(conn, cands, [None] * len(cands))
+    return _locate(conn, cands, rules, tolerance_m2)
+
+
 def register_licences(
     conn: Connection,
     candidates: Sequence[Candidate],
@@ -377,29 +423,7 @@ def register_licences(
         check_status(cand.status)
     holder_ids = resolve_holders(conn, [c.holder for c in candidates])
     cands = dict(enumerate(candidates))
-    rows = [
-        (
-            i,
-            shapely.to_wkb(shapely.set_srid(c.shape.geometry, 4326), hex=True, include_srid=True),
-            _csv_value(c.licence_no),
-            c.licence_type,
-            _pg_array(list(c.minerals)),
-            holder_ids[i],
-            "",
-            _csv_value(c.province),
-            c.status,
-            c.shape.submitted,
-            c.shape.crs,
-            c.shape.transformation,
-            "t" if c.shape.approximate else "f",
-            _csv_value(c.applied_on),
-            _csv_value(c.granted_on),
-            _csv_value(c.expires_on),
-            _csv_value(c.remarks),
-        )
-        for i, c in cands.items()
-    ]
-    _stage(conn, rows)
+    _stage_candidates(conn, cands, holder_ids)
     found, rejected = _locate(conn, cands, rules, tolerance_m2)
     _check_duplicates(conn, cands, rejected)
     if rejected and all_or_nothing:
@@ -677,8 +701,12 @@ def transition(
     actor: str,
     timezone: str = "Asia/Karachi",
     tolerance_m2: float = 100.0,
+    overlap_tolerance_m2: float = 100.0,
 ) -> None:
     """Apply a lifecycle action to a licence (see :mod:`cadastre.domain.lifecycle`).
+
+    A grant re-checks the ground: it is refused (409, naming the title) where an
+    exclusive title already holds more than ``overlap_tolerance_m2`` of it.
 
     Raises :class:`IllegalTransition` (naming the current status and the
     allowed actions) when the action is not allowed from the current status.
@@ -690,6 +718,7 @@ def transition(
     changes: dict[str, Any] = {"status": status} if status != row["status"] else {}
 
     if t.action == "grant":
+        check_grant(conn, licence_id, rules=rules, tolerance_m2=overlap_tolerance_m2)
         granted_on = t.granted_on or today
         expires_on = t.expires_on
         if expires_on is None:
@@ -971,6 +1000,7 @@ __all__ = [
     "get_licence",
     "licence_history",
     "list_licences",
+    "place",
     "register_licences",
     "resolve_holders",
     "snapshot",

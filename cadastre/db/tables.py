@@ -223,3 +223,39 @@ CREATE TRIGGER licence_events_no_truncate
     BEFORE TRUNCATE ON licence_events
     FOR EACH STATEMENT EXECUTE FUNCTION cadastre_append_only();
 """
+
+RESERVED_KINDS = ("protected", "forest", "strategic", "religious", "auction_reserved")
+_reserved_kind_list = ", ".join(f"'{k}'" for k in RESERVED_KINDS)
+
+# Closed ground: no licence may be granted over it.
+reserved_areas = Table(
+    "reserved_areas",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("province_code", Text, ForeignKey("jurisdictions.code")),
+    Column("geom", _multipolygon(), nullable=False),
+    Column("area_km2", Float, Computed(GEODESIC_KM2, persisted=True)),
+    Column("source", Text, nullable=False),
+    Column("designated_on", Date),
+    Column("remarks", Text),
+    CheckConstraint(f"kind IN ({_reserved_kind_list})", name="kind"),
+    Index("ix_reserved_areas_geom", "geom", postgresql_using="gist"),
+)
+
+# What the overlap check found when an application was received: conflicts
+# are recorded on the application, never silently dropped.
+licence_conflicts = Table(
+    "licence_conflicts",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("licence_id", BigInteger, ForeignKey("licences.id"), nullable=False, index=True),
+    Column("other_licence_id", BigInteger, ForeignKey("licences.id")),
+    Column("reserved_area_id", BigInteger, ForeignKey("reserved_areas.id")),
+    Column("kind", Text, nullable=False, comment="title, application or reserved_area"),
+    Column("overlap_km2", Float, nullable=False),
+    Column("simultaneous", Boolean, nullable=False, server_default=text("false")),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("(other_licence_id IS NULL) <> (reserved_area_id IS NULL)", name="one_other"),
+)

@@ -251,7 +251,10 @@ def lock_province_grants(conn: Connection, province_code: str) -> None:
 def check_grant(
     conn: Connection, licence_id: int, *, rules: RuleBook, tolerance_m2: float = 100.0
 ) -> None:
-    """Refuse a grant over ground already granted to an exclusive title (409 naming it)."""
+    """Refuse a grant over ground held by an exclusive title or a reserved area.
+
+    Raises :class:`Conflict` naming the title(s) or area(s) and the overlap.
+    """
     row = conn.execute(
         text("SELECT geom, province_code FROM licences WHERE id = :id"), {"id": licence_id}
     ).one()
@@ -279,6 +282,30 @@ def check_grant(
                 "granted_to": [
                     {"id": w.id, "licence_no": w.licence_no, "overlap_km2": w.m2 / 1e6}
                     for w in taken
+                ]
+            },
+        )
+    closed = conn.execute(
+        text(
+            """
+            SELECT r.id, r.name, r.kind, ST_Area(ST_Intersection(r.geom, l.geom)::geography) AS m2
+            FROM licences l
+            JOIN reserved_areas r ON r.geom && l.geom AND ST_Intersects(r.geom, l.geom)
+            WHERE l.id = :id ORDER BY r.id
+            """
+        ),
+        {"id": licence_id},
+    ).all()
+    closed = [r for r in closed if r.m2 > tolerance_m2]
+    if closed:
+        names = ", ".join(f"{r.name} ({r.kind}, {r.m2 / 1e6:.6f} km²)" for r in closed)
+        raise Conflict(
+            f"the ground lies in a reserved area: {names}",
+            field="action",
+            where={
+                "reserved_areas": [
+                    {"id": r.id, "name": r.name, "kind": r.kind, "overlap_km2": r.m2 / 1e6}
+                    for r in closed
                 ]
             },
         )

@@ -865,15 +865,11 @@ def _where(q: LicenceQuery) -> tuple[list[str], dict[str, Any]]:
     else:
         clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
         params["as_of"] = q.as_of
-    if q.province:
-        clauses.append("v.province_code = :province")
-        params["province"] = q.province
-    if q.status:
-        clauses.append("v.status = :status")
-        params["status"] = q.status
-    if q.licence_type:
-        clauses.append("v.licence_type = :licence_type")
-        params["licence_type"] = q.licence_type
+    equal = {"province_code": q.province, "status": q.status, "licence_type": q.licence_type}
+    for column, value in equal.items():
+        if value:
+            clauses.append(f"v.{column} = :{column}")
+            params[column] = value
     if q.mineral:
         clauses.append(
             "EXISTS (SELECT 1 FROM unnest(v.minerals) m WHERE lower(m) = lower(:mineral))"

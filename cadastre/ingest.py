@@ -33,7 +33,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from cadastre.db import licences as reg
 from cadastre.domain.geometry import intake_array
@@ -69,7 +69,10 @@ def read_licence_file(path: Path, crs: str | None = None) -> tuple[gpd.GeoDataFr
         if suffix in (".csv", ".txt"):
             frame = _read_csv(path)
         else:
-            frame = gpd.read_file(path, engine="pyogrio")
+            # Dates as text: one impossible date is that row's problem, not the file's.
+            options = {"DATE_AS_STRING": "YES"} if suffix in (".geojson", ".json") else {}
+            frame = gpd.read_file(path, engine="pyogrio", datetime_as_string=True, **options)
+            frame = _untruncate(frame)
     except CadastreError:
         raise
     except Exception as exc:  # GDAL's errors come in many types
@@ -81,6 +84,30 @@ def read_licence_file(path: Path, crs: str | None = None) -> tuple[gpd.GeoDataFr
         if epsg == 4326:
             declared = "OGC:CRS84"  # GDAL hands back lon/lat order
     return frame, crs or declared
+
+
+COLUMNS = (
+    "licence_type",
+    "minerals",
+    "holder",
+    "province",
+    "licence_no",
+    "status",
+    "applied_on",
+    "granted_on",
+    "expires_on",
+    "remarks",
+)
+
+
+def _untruncate(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Restore column names that Shapefile's 10-character limit cut (``licence_ty``)."""
+    renames = {
+        name[:10]: name
+        for name in COLUMNS
+        if len(name) > 10 and name not in frame.columns and name[:10] in frame.columns
+    }
+    return frame.rename(columns=renames) if renames else frame
 
 
 def _read_csv(path: Path) -> gpd.GeoDataFrame:
@@ -247,6 +274,9 @@ def import_licences(
         if progress:
             progress(len(chunk))
     report.rejected = [rejected[i] for i in sorted(rejected)]
+    if report.imported:
+        # Fresh statistics, so the first queries after a bulk load use the indexes.
+        conn.execute(text("ANALYZE licences, licence_versions, licence_events, parties"))
     if report.rejected and not skip_invalid:
         raise ImportRejected(report.rejected)
     return report

@@ -421,9 +421,8 @@ def register_licences(
     for cand in candidates:
         rules.check_type(cand.licence_type)
         check_status(cand.status)
-    holder_ids = resolve_holders(conn, [c.holder for c in candidates])
     cands = dict(enumerate(candidates))
-    _stage_candidates(conn, cands, holder_ids)
+    _stage_candidates(conn, cands, [None] * len(cands))
     found, rejected = _locate(conn, cands, rules, tolerance_m2)
     _check_duplicates(conn, cands, rejected)
     if rejected and all_or_nothing:
@@ -436,13 +435,17 @@ def register_licences(
         )
     if not found.keys() - rejected.keys():
         return result
+    # Holders are resolved only for rows that stay, so a rejected row leaves no party.
+    ords = [i for i in found if i not in rejected]
+    holder_ids = resolve_holders(conn, [cands[i].holder for i in ords])
     conn.execute(
         text(
-            "UPDATE licence_intake i SET province_code = v.code "
-            "FROM unnest(CAST(:ords AS int[]), CAST(:codes AS text[])) AS v(ord, code) "
+            "UPDATE licence_intake i SET province_code = v.code, holder_id = v.holder "
+            "FROM unnest(CAST(:ords AS int[]), CAST(:codes AS text[]), "
+            "CAST(:holders AS bigint[])) AS v(ord, code, holder) "
             "WHERE i.ord = v.ord"
         ),
-        {"ords": list(found), "codes": list(found.values())},
+        {"ords": ords, "codes": [found[i] for i in ords], "holders": holder_ids},
     )
     _number(conn, rules, timezone)
     ids = _insert(conn)

@@ -371,8 +371,9 @@ def audit(
     Rows stream from a server-side cursor, so memory stays constant however
     many overlaps there are.
     """
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(
-        _AUDIT_SQL,
+    # Streaming is an option of this statement only, not of the caller's connection.
+    result = conn.execute(
+        _AUDIT_SQL.execution_options(stream_results=True, yield_per=batch),
         {"exclusive": json.dumps(exclusivity(rules)), "province": province, "tol": tolerance_m2},
     )
     for r in result:

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from api import errors
-from api.routers import licences, overlaps, register
+from api.routers import licences, ogc, overlaps, register
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(licences.router)
     app.include_router(overlaps.router)
+    app.include_router(ogc.router)
     app.include_router(register.router)
     errors.install(app)
 
@@ -69,8 +70,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return {
             "title": app.title,
             "links": [
-                {"rel": "service-desc", "href": f"{base}/openapi.json"},
-                {"rel": "service-doc", "href": f"{base}/docs"},
+                {"rel": "self", "href": f"{base}/", "type": "application/json"},
+                {
+                    "rel": "service-desc",
+                    "href": f"{base}/openapi.json",
+                    "type": "application/vnd.oai.openapi+json;version=3.0",
+                },
+                {"rel": "service-doc", "href": f"{base}/docs", "type": "text/html"},
+                {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
+                {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
                 {"rel": "licences", "href": f"{base}/licences"},
                 {"rel": "jurisdictions", "href": f"{base}/jurisdictions"},
                 {"rel": "licence-types", "href": f"{base}/licence-types"},

@@ -45,6 +45,12 @@ class InvalidInput(CadastreError):
     code = "invalid_input"
 
 
+class BadQuery(InvalidInput):
+    """A query parameter the service cannot answer: unknown, malformed or unsupported."""
+
+    code = "bad_query"
+
+
 class InvalidGeometry(InvalidInput):
     """A geometry cannot be accepted as submitted."""
 

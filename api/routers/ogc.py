@@ -1,0 +1,380 @@
+"""OGC API - Features: Part 1 Core + GeoJSON + OpenAPI 3.0, Part 2 CRS, Part 3 CQL2 filters."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from api.deps import DbDep, SettingsDep
+from cadastre.db import cql2
+from cadastre.db import features as feat
+from cadastre.errors import BadQuery
+
+router = APIRouter(tags=["OGC API - Features"])
+
+GEOJSON = "application/geo+json"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
+]
+ITEMS_PARAMS = {
+    "bbox",
+    "bbox-crs",
+    "datetime",
+    "limit",
+    "offset",
+    "crs",
+    "filter",
+    "filter-lang",
+    "filter-crs",
+    "properties",
+    "sortby",
+    "f",
+}
+ITEM_PARAMS = {"crs", "properties", "f"}
+PLAIN_PARAMS = {"f"}
+
+
+def _wants_html(request: Request) -> bool:
+    f = request.query_params.get("f")
+    if f is not None:
+        if f not in ("json", "html"):
+            raise BadQuery(f"f must be json or html, not {f!r}", field="f")
+        return f == "html"
+    accept = request.headers.get("accept", "")
+    # Browsers put text/html first; `*/*` and JSON clients get JSON.
+    return accept.split(",")[0].strip().startswith("text/html")
+
+
+def _check_params(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise BadQuery(
+            f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            field=unknown[0],
+        )
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _html(title: str, body: dict[str, Any]) -> HTMLResponse:
+    pretty = json.dumps(body, indent=2, ensure_ascii=False)
+    escaped = pretty.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    links = "".join(
+        f'<li><a href="{link["href"]}">{link.get("title") or link["rel"]}</a></li>'
+        for link in body.get("links", [])
+        if isinstance(link, dict) and "href" in link
+    )
+    return HTMLResponse(
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title>"
+        f"<h1>{title}</h1><ul>{links}</ul><pre>{escaped}</pre></html>"
+    )
+
+
+def _answer(request: Request, title: str, body: dict[str, Any]) -> Response:
+    if _wants_html(request):
+        return _html(title, body)
+    return JSONResponse(body)
+
+
+@router.get("/conformance", summary="Conformance classes")
+def conformance(request: Request) -> Response:
+    """The OGC conformance classes this service implements."""
+    _check_params(request, PLAIN_PARAMS)
+    return _answer(request, "Conformance", {"conformsTo": CONFORMANCE})
+
+
+def _collection_doc(base: str, c: feat.Collection, box: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": c.id,
+        "title": c.title,
+        "description": c.description,
+        "itemType": "feature",
+        "crs": list(feat.CRS_URIS),
+        "storageCrs": feat.CRS84,
+        "links": [
+            {"href": f"{base}/collections/{c.id}", "rel": "self", "type": "application/json"},
+            {"href": f"{base}/collections/{c.id}/items", "rel": "items", "type": GEOJSON},
+            {
+                "href": f"{base}/collections/{c.id}/queryables",
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "type": "application/schema+json",
+            },
+        ],
+    }
+    if box is not None:
+        doc["extent"] = {"spatial": {"bbox": [list(box)], "crs": feat.CRS84}}
+    return doc
+
+
+@router.get("/collections", summary="The feature collections")
+def list_collections(request: Request, db: DbDep) -> Response:
+    """Every collection with its extent and links."""
+    _check_params(request, PLAIN_PARAMS)
+    base = _base(request)
+    with db.begin() as conn:
+        docs = [_collection_doc(base, c, feat.extent(conn, c)) for c in feat.collections().values()]
+    body = {
+        "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
+        "collections": docs,
+    }
+    return _answer(request, "Collections", body)
+
+
+@router.get("/collections/{collectionId}", summary="A feature collection")
+def describe_collection(collectionId: str, request: Request, db: DbDep) -> Response:
+    """One collection: title, extent, CRSs and links."""
+    _check_params(request, PLAIN_PARAMS)
+    c = feat.get_collection(collectionId)
+    with db.begin() as conn:
+        doc = _collection_doc(_base(request), c, feat.extent(conn, c))
+    return _answer(request, c.title, doc)
+
+
+@router.get("/collections/{collectionId}/queryables", summary="Queryable properties")
+def queryables(collectionId: str, request: Request) -> Response:
+    """JSON Schema of the properties a CQL2 filter may use."""
+    _check_params(request, PLAIN_PARAMS)
+    c = feat.get_collection(collectionId)
+    body = feat.queryables_schema(c, _base(request))
+    if _wants_html(request):
+        return _html(f"{c.title}: queryables", body)
+    return JSONResponse(body, media_type="application/schema+json")
+
+
+def _crs(value: str | None, field: str) -> tuple[int, bool]:
+    if value is None:
+        return 4326, False
+    key = value.strip()
+    if key.startswith("[") and key.endswith("]"):  # safe CURIE, e.g. [EPSG:4326]
+        key = key[1:-1]
+    if key.upper().startswith("EPSG:"):
+        key = f"http://www.opengis.net/def/crs/EPSG/0/{key[5:]}"
+    if key.upper() in ("OGC:CRS84", "CRS84"):
+        key = feat.CRS84
+    if key not in feat.CRS_URIS:
+        raise BadQuery(
+            f"{field} {value!r} is not supported; use one of {', '.join(feat.CRS_URIS)}",
+            field=field,
+        )
+    return feat.CRS_URIS[key]
+
+
+def _bbox(value: str) -> tuple[float, float, float, float]:
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise BadQuery(f"bbox must be 4 numbers, got {value!r}", field="bbox") from None
+    if len(numbers) == 6:  # 3D bbox: drop the heights
+        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+    if len(numbers) != 4 or any(n != n or abs(n) == float("inf") for n in numbers):
+        raise BadQuery("bbox must be 4 finite numbers minx,miny,maxx,maxy", field="bbox")
+    minx, miny, maxx, maxy = numbers
+    if minx > maxx or miny > maxy:
+        raise BadQuery("bbox corners are out of order: expected minx,miny,maxx,maxy", field="bbox")
+    return minx, miny, maxx, maxy
+
+
+def _date(part: str) -> date | None:
+    if part in ("", ".."):
+        return None
+    try:
+        if "T" in part:
+            return datetime.fromisoformat(part.replace("Z", "+00:00")).date()
+        return date.fromisoformat(part)
+    except ValueError:
+        raise BadQuery(
+            f"datetime must be an RFC 3339 date or date-time, or an interval a/b; got {part!r}",
+            field="datetime",
+        ) from None
+
+
+def _interval(value: str) -> tuple[date | None, date | None]:
+    if "/" in value:
+        start, _, end = value.partition("/")
+        return _date(start), _date(end)
+    day = _date(value)
+    return day, day
+
+
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be a whole number, got {raw!r}", field=name) from None
+    if not lo <= value <= hi:
+        raise BadQuery(f"{name} must be between {lo} and {hi}, got {value}", field=name)
+    return value
+
+
+def _names(c: feat.Collection, value: str, field: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for n in names:
+        bare = n.lstrip("+-")
+        if bare not in c.properties:
+            raise BadQuery(
+                f"{field}: unknown property {bare!r}; properties: {', '.join(c.properties)}",
+                field=field,
+            )
+    return names
+
+
+def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQuery:
+    p = request.query_params
+    crs_srid, crs_flip = _crs(p.get("crs"), "crs")
+    bbox_srid, bbox_flip = _crs(p.get("bbox-crs"), "bbox-crs")
+    if "bbox-crs" in p and "bbox" not in p:
+        raise BadQuery("bbox-crs is given without bbox", field="bbox-crs")
+    flt = None
+    if "filter" in p:
+        if p.get("filter-crs") not in (None, feat.CRS84, "OGC:CRS84"):
+            raise BadQuery("filter-crs must be CRS84", field="filter-crs")
+        tree = cql2.parse(p["filter"], p.get("filter-lang", "cql2-text"))
+        columns = {name: c.column(name) for name in c.queryables}
+        flt = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates)
+    sortby: list[tuple[str, bool]] = []
+    if "sortby" in p:
+        for name in _names(c, p["sortby"], "sortby"):
+            bare = name.lstrip("+-")
+            if bare not in c.sortable:
+                raise BadQuery(f"sortby: {bare!r} is not sortable", field="sortby")
+            sortby.append((bare, name.startswith("-")))
+    return feat.ItemsQuery(
+        bbox=_bbox(p["bbox"]) if "bbox" in p else None,
+        bbox_srid=bbox_srid,
+        bbox_flip=bbox_flip,
+        interval=_interval(p["datetime"]) if "datetime" in p else None,
+        filter=flt,
+        properties=tuple(_names(c, p["properties"], "properties")) if "properties" in p else None,
+        sortby=tuple(sortby),
+        limit=_int(request, "limit", settings.page_default, 1, settings.page_max),
+        offset=_int(request, "offset", 0, 0, 10_000_000),
+        crs_srid=crs_srid,
+        crs_flip=crs_flip,
+    )
+
+
+def _crs_header(srid: int, flip: bool) -> str:
+    for uri, (s, f) in feat.CRS_URIS.items():
+        if s == srid and f == flip:
+            return f"<{uri}>"
+    return f"<{feat.CRS84}>"
+
+
+@router.get(
+    "/collections/{collectionId}/items",
+    summary="Features of a collection",
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+def get_items(
+    collectionId: str,
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+) -> Response:
+    """Features as GeoJSON: bbox, datetime, CQL2 filter, properties, sortby, crs, paging."""
+    _check_params(request, ITEMS_PARAMS)
+    c = feat.get_collection(collectionId)
+    q = _query(request, c, settings)
+    with db.begin() as conn:
+        page = feat.items(conn, c, q)
+    base = str(request.url.remove_query_params(["offset", "f"]))
+    sep = "&" if "?" in base else "?"
+    links = [
+        {"href": str(request.url), "rel": "self", "type": GEOJSON},
+        {"href": f"{base}{sep}f=html", "rel": "alternate", "type": "text/html"},
+    ]
+    if page.has_more:
+        links.append(
+            {
+                "href": f"{base}{sep}{urlencode({'offset': q.offset + q.limit})}",
+                "rel": "next",
+                "type": GEOJSON,
+            }
+        )
+    if q.offset > 0:
+        links.append(
+            {
+                "href": f"{base}{sep}{urlencode({'offset': max(0, q.offset - q.limit)})}",
+                "rel": "prev",
+                "type": GEOJSON,
+            }
+        )
+    head: dict[str, Any] = {
+        "type": "FeatureCollection",
+        "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "numberReturned": page.number_returned,
+    }
+    if page.number_matched is not None:
+        head["numberMatched"] = page.number_matched
+    head["links"] = links
+    if _wants_html(request):
+        body = {**head, "features": json.loads(f"[{page.features_json}]")}
+        return _html(f"{c.title}: features", body)
+    text = json.dumps(head)
+    return Response(
+        f'{text[:-1]},"features":[{page.features_json}]}}',
+        media_type=GEOJSON,
+        headers={"Content-Crs": _crs_header(q.crs_srid, q.crs_flip)},
+    )
+
+
+@router.get(
+    "/collections/{collectionId}/items/{featureId}",
+    summary="One feature",
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+def get_item(
+    collectionId: str,
+    featureId: str,
+    request: Request,
+    db: DbDep,
+) -> Response:
+    """One feature as GeoJSON, in the requested CRS."""
+    _check_params(request, ITEM_PARAMS)
+    c = feat.get_collection(collectionId)
+    srid, flip = _crs(request.query_params.get("crs"), "crs")
+    props = request.query_params.get("properties")
+    q = feat.ItemsQuery(
+        crs_srid=srid,
+        crs_flip=flip,
+        properties=tuple(_names(c, props, "properties")) if props else None,
+    )
+    with db.begin() as conn:
+        feature = json.loads(feat.item(conn, c, featureId, q))
+    base = _base(request)
+    feature["links"] = [
+        {"href": str(request.url), "rel": "self", "type": GEOJSON},
+        {"href": f"{base}/collections/{c.id}", "rel": "collection", "type": "application/json"},
+    ]
+    if _wants_html(request):
+        return _html(f"{c.title}: {featureId}", feature)
+    return Response(
+        json.dumps(feature),
+        media_type=GEOJSON,
+        headers={"Content-Crs": _crs_header(srid, flip)},
+    )

@@ -1,0 +1,348 @@
+"""Feature collections for OGC API - Features: what each one serves and how it is queried.
+
+Each collection is a fixed SQL selectable with an ``id``, a ``geom`` in
+EPSG:4326 and its public properties. Queries are built with SQLAlchemy Core;
+the finished GeoJSON text of a page is produced by PostGIS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    and_,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.types import Numeric, Text
+
+from cadastre.db.tables import jurisdictions, licence_versions, parties, reserved_areas
+from cadastre.errors import BadQuery, NotFound
+
+#: Output CRSs: identifier -> (SRID, axis order flipped to lat/lon?)
+CRS_URIS: dict[str, tuple[int, bool]] = {
+    "http://www.opengis.net/def/crs/OGC/1.3/CRS84": (4326, False),
+    "http://www.opengis.net/def/crs/EPSG/0/4326": (4326, True),
+    "http://www.opengis.net/def/crs/EPSG/0/3857": (3857, False),
+    "http://www.opengis.net/def/crs/EPSG/0/32641": (32641, False),
+    "http://www.opengis.net/def/crs/EPSG/0/32642": (32642, False),
+    "http://www.opengis.net/def/crs/EPSG/0/32643": (32643, False),
+}
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A feature collection: its source and what may be asked of it."""
+
+    id: str
+    title: str
+    description: str
+    source: FromClause
+    queryables: dict[str, str]  # name -> JSON schema type ("string", "number", "date")
+    temporal: tuple[str, str | None] | None = None  # start and end date properties
+    sortable: tuple[str, ...] = ()
+    extra_links: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def properties(self) -> list[str]:
+        return [c.name for c in self.source.c if c.name not in ("id", "geom")]
+
+    def column(self, name: str) -> Any:
+        return self.source.c[name]
+
+    @property
+    def dates(self) -> frozenset[str]:
+        return frozenset(n for n, t in self.queryables.items() if t == "date")
+
+
+def _licences() -> FromClause:
+    v = licence_versions
+    return (
+        select(
+            v.c.licence_id.label("id"),
+            v.c.licence_no,
+            v.c.licence_type,
+            func.array_to_string(v.c.minerals, "; ").label("minerals"),
+            parties.c.name.label("holder"),
+            jurisdictions.c.name.label("province"),
+            v.c.province_code,
+            v.c.status,
+            func.round(cast(v.c.area_km2, Numeric), 6).label("area_km2"),
+            func.date(func.timezone("Asia/Karachi", v.c.received_at)).label("received_on"),
+            v.c.applied_on,
+            v.c.granted_on,
+            v.c.expires_on,
+            v.c.geom,
+        )
+        .join(parties, parties.c.id == v.c.holder_id)
+        .join(jurisdictions, jurisdictions.c.code == v.c.province_code)
+        .where(v.c.valid_to.is_(None))
+        .subquery("licences")
+    )
+
+
+def _jurisdictions() -> FromClause:
+    j = jurisdictions
+    return select(
+        j.c.code.label("id"),
+        j.c.name,
+        j.c.kind,
+        func.round(cast(j.c.area_km2, Numeric), 3).label("area_km2"),
+        j.c.source,
+        j.c.geom,
+    ).subquery("jurisdictions")
+
+
+def _reserved() -> FromClause:
+    r = reserved_areas
+    return select(
+        r.c.id,
+        r.c.name,
+        r.c.kind,
+        r.c.province_code,
+        func.round(cast(r.c.area_km2, Numeric), 6).label("area_km2"),
+        r.c.source,
+        r.c.designated_on,
+        r.c.remarks,
+        r.c.geom,
+    ).subquery("reserved_areas")
+
+
+_LICENCE_Q = {
+    "licence_no": "string",
+    "licence_type": "string",
+    "minerals": "string",
+    "holder": "string",
+    "province": "string",
+    "province_code": "string",
+    "status": "string",
+    "area_km2": "number",
+    "received_on": "date",
+    "applied_on": "date",
+    "granted_on": "date",
+    "expires_on": "date",
+}
+
+
+def collections() -> dict[str, Collection]:
+    """The collections this service publishes, by id."""
+    return {
+        c.id: c
+        for c in (
+            Collection(
+                id="licences",
+                title="Mineral licences (public register)",
+                description="Applications and titles with the EITI public-register fields: "
+                "number, type, commodities, holder, province, status, dates, area.",
+                source=_licences(),
+                queryables=_LICENCE_Q,
+                temporal=("granted_on", "expires_on"),
+                sortable=tuple(_LICENCE_Q),
+            ),
+            Collection(
+                id="jurisdictions",
+                title="Provinces and territories",
+                description="Pakistan's provinces and territories (geoBoundaries ADM1).",
+                source=_jurisdictions(),
+                queryables={"name": "string", "kind": "string", "area_km2": "number"},
+                sortable=("name", "area_km2"),
+            ),
+            Collection(
+                id="reserved_areas",
+                title="Reserved and closed areas",
+                description="Protected, forest, strategic, religious and auction-reserved "
+                "ground where no licence may be granted.",
+                source=_reserved(),
+                queryables={
+                    "name": "string",
+                    "kind": "string",
+                    "province_code": "string",
+                    "area_km2": "number",
+                    "designated_on": "date",
+                },
+                sortable=("name", "kind", "area_km2", "designated_on"),
+            ),
+        )
+    }
+
+
+def get_collection(collection_id: str) -> Collection:
+    found = collections().get(collection_id)
+    if found is None:
+        raise NotFound(f"no collection {collection_id!r}", field="collectionId")
+    return found
+
+
+@dataclass(frozen=True)
+class ItemsQuery:
+    bbox: tuple[float, float, float, float] | None = None
+    bbox_srid: int = 4326
+    bbox_flip: bool = False
+    interval: tuple[date | None, date | None] | None = None
+    filter: ColumnElement[bool] | None = None
+    properties: tuple[str, ...] | None = None
+    sortby: tuple[tuple[str, bool], ...] = ()  # (property, descending)
+    limit: int = 10
+    offset: int = 0
+    crs_srid: int = 4326
+    crs_flip: bool = False
+
+
+@dataclass(frozen=True)
+class ItemsPage:
+    features_json: str
+    number_returned: int
+    number_matched: int | None
+    has_more: bool
+
+
+def _conditions(c: Collection, q: ItemsQuery) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    geom = c.column("geom")
+    if q.bbox is not None:
+        minx, miny, maxx, maxy = q.bbox
+        if q.bbox_flip:
+            minx, miny, maxx, maxy = miny, minx, maxy, maxx
+        env = func.ST_MakeEnvelope(minx, miny, maxx, maxy, q.bbox_srid)
+        if q.bbox_srid != 4326:
+            env = func.ST_Transform(env, 4326)
+        conds.append(and_(geom.op("&&")(env), func.ST_Intersects(geom, env)))
+    if q.interval is not None:
+        if c.temporal is None:
+            raise BadQuery(f"collection {c.id!r} has no temporal property", field="datetime")
+        start_name, end_name = c.temporal
+        start_col = c.column(start_name)
+        end_col = c.column(end_name) if end_name else start_col
+        lo, hi = q.interval
+        if hi is not None:
+            conds.append(start_col <= hi)
+        if lo is not None:
+            conds.append(or_(end_col.is_(None), end_col >= lo))
+        conds.append(start_col.is_not(None))
+    if q.filter is not None:
+        conds.append(q.filter)
+    return conds
+
+
+def _geometry_json(c: Collection, q: ItemsQuery) -> Any:
+    geom = c.column("geom")
+    if q.crs_srid != 4326:
+        geom = func.ST_Transform(geom, q.crs_srid)
+    if q.crs_flip:
+        geom = func.ST_FlipCoordinates(geom)
+    digits = 7 if q.crs_srid == 4326 else 3
+    return func.ST_AsGeoJSON(geom, digits)
+
+
+def _feature_text(c: Collection, q: ItemsQuery) -> Any:
+    names = q.properties if q.properties is not None else tuple(c.properties)
+    pairs: list[Any] = []
+    for name in names:
+        pairs.extend([literal(name, Text), c.column(name)])
+    props = func.json_build_object(*pairs) if pairs else text("'{}'::json")
+    return (
+        literal_column('\'{"type":"Feature","id":\'')
+        + func.to_json(c.column("id")).cast(Text)
+        + literal_column("',\"geometry\":'")
+        + func.coalesce(_geometry_json(c, q), "null")
+        + literal_column("',\"properties\":'")
+        + cast(props, Text)
+        + literal_column("'}'")
+    )
+
+
+def items(conn: Connection, c: Collection, q: ItemsQuery) -> ItemsPage:
+    """A page of a collection's features as GeoJSON text, and whether more follow."""
+    conds = _conditions(c, q)
+    order = [
+        (c.column(name).desc() if desc else c.column(name).asc()).nulls_last()
+        for name, desc in q.sortby
+    ] + [c.column("id").asc()]
+    page: Select[Any] = (
+        select(_feature_text(c, q).label("f"))
+        .select_from(c.source)
+        .where(*conds)
+        .order_by(*order)
+        .limit(q.limit + 1)
+        .offset(q.offset)
+    )
+    rows = list(conn.execute(page).scalars())
+    has_more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    # Exact when present: the last page knows it; otherwise counted only up to a cap,
+    # so no page of a large collection pays for a full count.
+    matched = q.offset + len(rows)
+    if has_more:
+        capped: Select[Any] = (
+            select(literal_column("1")).select_from(c.source).where(*conds).limit(COUNT_CAP + 1)
+        )
+        matched = conn.execute(select(func.count()).select_from(capped.subquery())).scalar_one()
+    return ItemsPage(
+        features_json=",".join(rows),
+        number_returned=len(rows),
+        number_matched=matched if matched <= COUNT_CAP else None,
+        has_more=has_more,
+    )
+
+
+def item(conn: Connection, c: Collection, feature_id: str, q: ItemsQuery) -> str:
+    """One feature as GeoJSON text."""
+    id_col = c.column("id")
+    key: Any = feature_id
+    if not isinstance(id_col.type, Text):
+        try:
+            key = int(feature_id)
+        except ValueError:
+            raise NotFound(f"no feature {feature_id!r} in {c.id}", field="featureId") from None
+    found = conn.execute(
+        select(_feature_text(c, q)).select_from(c.source).where(id_col == key)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"no feature {feature_id!r} in {c.id}", field="featureId")
+    return str(found)
+
+
+def extent(conn: Connection, c: Collection) -> tuple[float, float, float, float] | None:
+    """Bounding box of the collection in WGS 84 lon/lat."""
+    box = conn.execute(select(func.ST_Extent(c.column("geom"))).select_from(c.source)).scalar()
+    if box is None:
+        return None
+    inner = str(box)[4:-1].replace(",", " ").split()
+    minx, miny, maxx, maxy = (float(v) for v in inner)
+    return minx, miny, maxx, maxy
+
+
+def queryables_schema(c: Collection, base_url: str) -> dict[str, Any]:
+    """JSON Schema of the queryable properties (OGC API - Features Part 3)."""
+    kinds: Mapping[str, dict[str, str]] = {
+        "string": {"type": "string"},
+        "number": {"type": "number"},
+        "date": {"type": "string", "format": "date"},
+    }
+    props: dict[str, Any] = {
+        "geometry": {"format": "geometry-any", "x-ogc-role": "primary-geometry"}
+    }
+    for name, kind in c.queryables.items():
+        props[name] = {"title": name, **kinds[kind]}
+    return {
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": f"{base_url}/collections/{c.id}/queryables",
+        "type": "object",
+        "title": c.title,
+        "properties": props,
+        "additionalProperties": False,
+    }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs and is missing; quick when nothing is.
-#   - Debian packages: PostgreSQL with PostGIS, Python venv support
+#   - Debian packages: PostgreSQL with PostGIS, GDAL's command-line tools, Python venv support
 #   - .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need=()
-for pkg in postgresql postgresql-postgis; do
+# gdal-bin: the tests drive the service with GDAL's OGC API Features client (ogrinfo).
+for pkg in postgresql postgresql-postgis gdal-bin; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi

@@ -33,6 +33,7 @@ def _actor(
             description="Who makes the change, recorded in the event log "
             "(until accounts exist, the caller names itself).",
             max_length=200,
+            pattern=r"^[^\x00]*$",
         ),
     ] = None,
 ) -> str:

@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cadastre import errors as e
@@ -38,7 +38,10 @@ def status_for(exc: e.CadastreError) -> int:
 
 
 def _loc(loc: tuple[object, ...]) -> str:
-    return ".".join(str(p) for p in loc if p != "body") or "body"
+    # Drop where the value came from (body, query, path, header): the name is what matters.
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "body"
 
 
 def install(app: FastAPI) -> None:
@@ -87,6 +90,14 @@ def install(app: FastAPI) -> None:
                 "detail": f"the change conflicts with the register (constraint {constraint})",
             },
             status_code=409,
+        )
+
+    @app.exception_handler(DataError)
+    async def data_error(_: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (out of range, malformed): the caller's to fix.
+        return JSONResponse(
+            {"code": "invalid_input", "detail": "a value is out of range or malformed"},
+            status_code=422,
         )
 
     @app.exception_handler(OperationalError)

@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Response
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    Tag,
+)
 
 from cadastre.domain.lifecycle import ACTIONS, STATUSES
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Mineral = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+#: No NUL characters: PostgreSQL text cannot hold them.
+NO_NUL = r"^[^\x00]*$"
+
+
+# Text fields: stripped, no NUL, within lengths.
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300, pattern=NO_NUL)
+]
+Mineral = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)
+]
+ProvinceName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=NO_NUL)
+]
+Remark = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000, pattern=NO_NUL)]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100, pattern=NO_NUL)]
 
 GEOMETRY_DOC = (
     "A GeoJSON Polygon or MultiPolygon object, or the same as a WKT string. Coordinates are "
@@ -25,8 +49,8 @@ class Strict(BaseModel):
 
 class BeneficialOwnerIn(Strict):
     name: Name
-    nationality: str | None = Field(default=None, max_length=100)
-    share_pct: float | None = Field(default=None, gt=0, le=100)
+    nationality: Short | None = None
+    share_pct: StrictFloat | StrictInt | None = Field(default=None, gt=0, le=100)
 
 
 class HolderIn(Strict):
@@ -34,17 +58,39 @@ class HolderIn(Strict):
 
     name: Name
     kind: Literal["company", "individual", "state", "other"] = "company"
-    registration_no: str | None = Field(default=None, max_length=100)
-    country: str | None = Field(default=None, max_length=100)
-    contact: dict[str, str] | None = Field(
-        default=None, description="Personal contact details; never shown publicly."
+    registration_no: Short | None = None
+    country: Short | None = None
+    contact: dict[Short, Remark] | None = Field(
+        default=None, description="Personal contact details; never shown publicly.", max_length=20
     )
     beneficial_owners: list[BeneficialOwnerIn] = Field(default_factory=list, max_length=100)
 
 
+def _holder_form(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "id"
+    return "name" if isinstance(value, str) else "details"
+
+
+# Tagged, so an error names the form that was sent (not the first form tried).
 HolderRef = Annotated[
-    int | Name | HolderIn,
+    Annotated[StrictInt, Tag("id"), Field(ge=1)]
+    | Annotated[Name, Tag("name")]
+    | Annotated[HolderIn, Tag("details")],
+    Discriminator(_holder_form),
     Field(description="A party id, a holder name, or a holder with its details."),
+]
+
+
+def _geometry_form(value: Any) -> str:
+    return "wkt" if isinstance(value, str) else "geojson"
+
+
+GeometryIn = Annotated[
+    Annotated[dict[str, Any], Tag("geojson")]
+    | Annotated[str, Tag("wkt"), StringConstraints(max_length=5_000_000, pattern=NO_NUL)],
+    Discriminator(_geometry_form),
+    Field(description=GEOMETRY_DOC),
 ]
 
 
@@ -52,26 +98,22 @@ class ApplicationProperties(Strict):
     licence_type: str = Field(description="Key of a licence type, see `GET /licence-types`.")
     minerals: list[Mineral] = Field(min_length=1, max_length=50)
     holder: HolderRef
-    province: str | None = Field(
+    province: ProvinceName | None = Field(
         default=None,
         description="Province name or ISO 3166-2 code; when given, the shape must lie in it.",
     )
-    licence_no: str | None = Field(
-        default=None,
-        max_length=60,
-        description="Only for titles registered from paper; new applications get one.",
-    )
     applied_on: date | None = Field(
-        default=None, description="Date on the application form, if it predates receipt."
+        default=None,
+        description="Date on the application form, if it predates receipt (not in the future).",
     )
-    remarks: str | None = Field(default=None, max_length=2000)
+    remarks: Remark | None = None
 
 
 class ApplicationIn(Strict):
     """A licence application as a GeoJSON Feature."""
 
     type: Literal["Feature"]
-    geometry: dict[str, Any] | str = Field(description=GEOMETRY_DOC)
+    geometry: GeometryIn
     properties: ApplicationProperties
     id: Any = Field(default=None, description="Ignored: the register assigns ids.")
 
@@ -80,9 +122,9 @@ class LicencePatch(Strict):
     """Attributes that may change without a lifecycle action."""
 
     minerals: list[Mineral] | None = Field(default=None, min_length=1, max_length=50)
-    remarks: str | None = Field(default=None, max_length=2000)
+    remarks: Remark | None = None
     applied_on: date | None = None
-    note: str | None = Field(default=None, max_length=2000, description="Why; kept in the event.")
+    note: Remark | None = Field(default=None, description="Why; kept in the event.")
 
 
 class TransitionIn(Strict):
@@ -96,12 +138,25 @@ class TransitionIn(Strict):
         "default old expiry + the renewal term.",
     )
     holder: HolderRef | None = Field(default=None, description="transfer: the new holder.")
-    geometry: dict[str, Any] | str | None = Field(
+    geometry: GeometryIn | None = Field(
         default=None,
         description="relinquish: the ground that is RETAINED (must lie within the licence). "
         + GEOMETRY_DOC,
     )
-    note: str | None = Field(default=None, max_length=2000)
+    note: Remark | None = None
+
+    #: The arguments each action takes; any other is refused rather than ignored.
+    ARGUMENTS: ClassVar[dict[str, set[str]]] = {
+        "grant": {"granted_on", "expires_on"},
+        "renew": {"expires_on"},
+        "transfer": {"holder"},
+        "relinquish": {"geometry"},
+    }
+
+    def unused(self) -> list[str]:
+        """Arguments given that the action does not take."""
+        given = self.model_fields_set - {"action", "note"}
+        return sorted(given - self.ARGUMENTS.get(self.action, set()))
 
 
 class LicenceProperties(BaseModel):
@@ -120,6 +175,36 @@ class LicenceProperties(BaseModel):
     granted_on: date | None
     expires_on: date | None
     version: int
+
+
+class Submitted(BaseModel):
+    crs: str
+    geometry: str = Field(description="The geometry exactly as received: GeoJSON text or WKT.")
+    transformation: str
+
+
+class LicenceDetails(LicenceProperties):
+    """A single licence: the register fields and what was submitted."""
+
+    approximate_transformation: bool = Field(
+        description="True where the datum shift has no stated accuracy (Kalianpur 1962)."
+    )
+    remarks: str | None
+    submitted: Submitted
+    holder_details: dict[str, Any]
+    conflicts: list[dict[str, Any]] | None = Field(
+        default=None, description="Acknowledgement of an application: what the check found."
+    )
+    repaired: dict[str, Any] | None = Field(
+        default=None, description="With repair=true: what the repair changed."
+    )
+
+
+class LicenceDetailFeature(BaseModel):
+    type: Literal["Feature"]
+    id: int
+    geometry: dict[str, Any] = Field(description="GeoJSON MultiPolygon, WGS 84 lon/lat.")
+    properties: LicenceDetails
 
 
 class LicenceFeature(BaseModel):
@@ -163,9 +248,24 @@ class ErrorBody(BaseModel):
     where: dict[str, Any] | None = None
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such record"},
-    409: {"model": ErrorBody, "description": "Conflicts with the register's state"},
-    422: {"model": ErrorBody, "description": "Invalid input: names the field and the rule"},
-    503: {"model": ErrorBody, "description": "Database unavailable; see Retry-After"},
+_ERROR_TEXT = {
+    400: "Unknown or malformed query parameter: names it",
+    404: "No such record",
+    409: "Conflicts with the register's state",
+    422: "Invalid input: names the field and the rule",
+    503: "Database unavailable; see Retry-After",
 }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer (503 always)."""
+    return {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]} for c in (*codes, 503)}
+
+
+ERRORS = errors(404, 409, 422)
+
+
+class GeoJSONResponse(Response):
+    """A response whose body PostGIS already wrote as GeoJSON."""
+
+    media_type = "application/geo+json"

@@ -11,14 +11,16 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import ActorDep, DbDep, RulesDep, SettingsDep
 from api.schemas import (
-    ERRORS,
+    NO_NUL,
     ApplicationIn,
     Event,
+    GeoJSONResponse,
     HolderIn,
     LicenceCollection,
-    LicenceFeature,
+    LicenceDetailFeature,
     LicencePatch,
     TransitionIn,
+    errors,
 )
 from cadastre.db import licences as reg
 from cadastre.db import overlaps
@@ -46,6 +48,10 @@ RepairParam = Annotated[
 ]
 
 
+#: A filter value: not empty, no NUL, not absurdly long.
+_TEXT: dict[str, Any] = {"min_length": 1, "max_length": 200, "pattern": NO_NUL}
+
+
 def _holder(value: int | str | HolderIn | None) -> reg.Holder | int | None:
     if value is None or isinstance(value, int):
         return value
@@ -69,14 +75,15 @@ def _take_in(
 
 
 def _feature_response(body: str, status_code: int = 200, **headers: str) -> Response:
-    return Response(body, status_code=status_code, media_type=GEOJSON, headers=headers)
+    return GeoJSONResponse(body, status_code=status_code, headers=headers)
 
 
 @router.post(
     "",
     status_code=201,
     summary="Submit a licence application",
-    responses={201: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+    response_class=GeoJSONResponse,
+    responses={201: {"model": LicenceDetailFeature}, **errors(409, 422)},
 )
 def create_licence(
     body: ApplicationIn,
@@ -91,6 +98,11 @@ def create_licence(
     """Submit a licence application; the answer is its acknowledgement of receipt."""
     props = body.properties
     rules.check_type(props.licence_type, field="properties.licence_type")
+    if props.applied_on is not None and props.applied_on > datetime.now(UTC).date():
+        raise InvalidInput(
+            f"applied_on {props.applied_on.isoformat()} is in the future",
+            field="properties.applied_on",
+        )
     province = (
         province_code(props.province, field="properties.province") if props.province else None
     )
@@ -103,7 +115,6 @@ def create_licence(
         holder=holder,
         shape=shape,
         province=province,
-        licence_no=props.licence_no,
         applied_on=props.applied_on,
         remarks=props.remarks,
     )
@@ -164,6 +175,8 @@ def _parse_bbox(text: str) -> tuple[float, float, float, float]:
 def _parse_as_of(text: str, tz: str) -> datetime:
     try:
         return reg.end_of_day(date.fromisoformat(text), tz)
+    except OverflowError:
+        raise InvalidInput(f"as_of {text!r} is out of range", field="as_of") from None
     except ValueError:
         pass
     try:
@@ -183,22 +196,21 @@ def _parse_as_of(text: str, tz: str) -> datetime:
 @router.get(
     "",
     summary="List licences",
-    responses={200: {"model": LicenceCollection, "content": {GEOJSON: {}}}, **ERRORS},
+    response_class=GeoJSONResponse,
+    responses={200: {"model": LicenceCollection}, **errors(422)},
 )
 def list_licences(
     db: DbDep,
     settings: SettingsDep,
     rules: RulesDep,
     request: Request,
-    province: Annotated[str | None, Query(description="Name or ISO code", max_length=60)] = None,
-    status: Annotated[str | None, Query(max_length=30)] = None,
-    licence_type: Annotated[str | None, Query(max_length=60)] = None,
-    mineral: Annotated[str | None, Query(max_length=100)] = None,
-    holder: Annotated[
-        str | None, Query(description="Part of the holder's name", max_length=200)
-    ] = None,
+    province: Annotated[str | None, Query(description="Name or ISO code", **_TEXT)] = None,
+    status: Annotated[str | None, Query(**_TEXT)] = None,
+    licence_type: Annotated[str | None, Query(**_TEXT)] = None,
+    mineral: Annotated[str | None, Query(**_TEXT)] = None,
+    holder: Annotated[str | None, Query(description="Part of the holder's name", **_TEXT)] = None,
     bbox: Annotated[
-        str | None, Query(description="minx,miny,maxx,maxy in WGS 84 degrees", max_length=200)
+        str | None, Query(description="minx,miny,maxx,maxy in WGS 84 degrees", **_TEXT)
     ] = None,
     as_of: Annotated[
         str | None,
@@ -230,7 +242,7 @@ def list_licences(
         page = reg.list_licences(conn, q)
     base = str(request.url.remove_query_params(["after"]))
     links = [{"href": str(request.url), "rel": "self", "type": GEOJSON}]
-    if page.last_id is not None and page.number_returned == page_size:
+    if page.has_more:
         sep = "&" if "?" in base else "?"
         links.append(
             {
@@ -254,7 +266,8 @@ def list_licences(
 @router.get(
     "/{licence_id}",
     summary="Read a licence",
-    responses={200: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+    response_class=GeoJSONResponse,
+    responses={200: {"model": LicenceDetailFeature}, **errors(404)},
 )
 def read_licence(licence_id: int, db: DbDep) -> Response:
     """One licence as a GeoJSON Feature, with its coordinates as submitted."""
@@ -262,7 +275,7 @@ def read_licence(licence_id: int, db: DbDep) -> Response:
         return _feature_response(reg.get_licence(conn, licence_id))
 
 
-@router.get("/{licence_id}/history", summary="History of a licence", responses=ERRORS)
+@router.get("/{licence_id}/history", summary="History of a licence", responses=errors(404))
 def licence_history(licence_id: int, db: DbDep) -> list[Event]:
     """Every recorded change of a licence, oldest first: who, when, what, before and after."""
     with db.begin() as conn:
@@ -272,7 +285,8 @@ def licence_history(licence_id: int, db: DbDep) -> list[Event]:
 @router.patch(
     "/{licence_id}",
     summary="Change attributes",
-    responses={200: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+    response_class=GeoJSONResponse,
+    responses={200: {"model": LicenceDetailFeature}, **errors(404, 409, 422)},
 )
 def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, actor: ActorDep) -> Response:
     """Change minerals, remarks or the application date; recorded as an event."""
@@ -288,7 +302,8 @@ def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, actor: ActorDe
 @router.post(
     "/{licence_id}/transitions",
     summary="Apply a lifecycle action",
-    responses={200: {"model": LicenceFeature, "content": {GEOJSON: {}}}, **ERRORS},
+    response_class=GeoJSONResponse,
+    responses={200: {"model": LicenceDetailFeature}, **errors(404, 409, 422)},
 )
 def transition_licence(
     licence_id: int,
@@ -301,12 +316,15 @@ def transition_licence(
     repair: RepairParam = False,
 ) -> Response:
     """Grant, renew, transfer, relinquish part of, surrender, cancel, expire or refuse."""
+    unused = body.unused()
+    if unused:
+        raise InvalidInput(
+            f"{unused[0]} is not an argument of {body.action}; {body.action} takes: "
+            f"{', '.join([*sorted(body.ARGUMENTS.get(body.action, set())), 'note'])}",
+            field=unused[0],
+        )
     retained = None
     if body.geometry is not None:
-        if body.action != "relinquish":
-            raise InvalidInput(
-                f"geometry is only taken by relinquish, not {body.action}", field="geometry"
-            )
         retained, _ = _take_in(body.geometry, crs, repair)
     t = reg.Transition(
         action=body.action,

@@ -6,16 +6,17 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError, field_validator
 
 from api.deps import DbDep, RulesDep, SettingsDep
 from api.routers.licences import CrsParam, RepairParam
-from api.schemas import ERRORS, GEOMETRY_DOC, Mineral, Strict
+from api.schemas import GEOMETRY_DOC, Mineral, Strict, errors
 from cadastre.db import licences as reg
 from cadastre.db import overlaps
 from cadastre.db.reserved import reserved_areas_geojson
@@ -34,6 +35,13 @@ class CheckProperties(Strict):
         default=None,
         description="Receipt time to rank against pending applications; default now.",
     )
+
+    @field_validator("received_at")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not 1900 <= value.year <= 2200:
+            raise ValueError("received_at must lie between the years 1900 and 2200")
+        return value
 
 
 class Encumbrance(Strict):
@@ -104,8 +112,7 @@ def _properties(body: dict[str, Any]) -> tuple[Any, CheckProperties]:
     "/overlaps/check",
     summary="Check a candidate against everything that holds the ground",
     response_model=CheckResult,
-    response_model_exclude_none=True,
-    responses=ERRORS,
+    responses=errors(422),
 )
 def check_overlaps(
     db: DbDep,
@@ -205,11 +212,24 @@ def audit_overlaps(
     """Pairs of overlapping live exclusive titles, and titles over reserved areas, streamed."""
     code = province_code(province) if province else None
 
+    # The query runs and its first row arrives before the 200 goes out, so a failure
+    # is an error answer, not a truncated body.
+    stack = ExitStack()
+    conn = stack.enter_context(db.begin())
+    try:
+        found = overlaps.audit(
+            conn, rules=rules, province=code, tolerance_m2=settings.overlap_tolerance_m2
+        )
+        first = next(found, None)
+    except BaseException:
+        stack.close()
+        raise
+
     def rows() -> Iterator[Any]:
-        with db.begin() as conn:
-            yield from overlaps.audit(
-                conn, rules=rules, province=code, tolerance_m2=settings.overlap_tolerance_m2
-            )
+        with stack:
+            if first is not None:
+                yield first
+                yield from found
 
     if format == "csv":
 

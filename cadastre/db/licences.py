@@ -677,6 +677,18 @@ def _apply_change(
     )
 
 
+MAX_TERM_YEARS = 99
+
+
+def _check_term(start: date, expires_on: date) -> None:
+    if expires_on > _add_years(start, MAX_TERM_YEARS):
+        raise InvalidInput(
+            f"expires_on {expires_on.isoformat()} is more than {MAX_TERM_YEARS} years after "
+            f"{start.isoformat()}",
+            field="expires_on",
+        )
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, date | datetime):
         return value.isoformat()
@@ -723,6 +735,11 @@ def transition(
     if t.action == "grant":
         check_grant(conn, licence_id, rules=rules, tolerance_m2=overlap_tolerance_m2)
         granted_on = t.granted_on or today
+        # An earlier date is allowed: paper registers are entered after the fact.
+        if granted_on > today:
+            raise InvalidInput(
+                f"granted_on {granted_on.isoformat()} is in the future", field="granted_on"
+            )
         expires_on = t.expires_on
         if expires_on is None:
             if rule.term_years is None:
@@ -734,6 +751,7 @@ def transition(
             expires_on = _add_years(granted_on, rule.term_years)
         if expires_on <= granted_on:
             raise InvalidInput("expires_on must be after granted_on", field="expires_on")
+        _check_term(granted_on, expires_on)
         changes |= {"granted_on": granted_on, "expires_on": expires_on}
     elif t.action == "renew":
         if rule.renewable is False:
@@ -757,6 +775,7 @@ def transition(
                 f"a renewal must extend the term beyond {row['expires_on'].isoformat()}",
                 field="expires_on",
             )
+        _check_term(row["granted_on"] or today, expires_on)
         changes["expires_on"] = expires_on
     elif t.action == "transfer":
         if t.holder is None:
@@ -770,16 +789,18 @@ def transition(
             raise InvalidInput(
                 "a partial relinquishment gives the ground that is retained", field="geometry"
             )
-        changes |= _relinquish(conn, licence_id, t.retained, tolerance_m2)
+        changes |= _relinquish(conn, licence_id, t.retained)
     elif t.action == "expire" and (row["expires_on"] is None or row["expires_on"] >= today):
         when = row["expires_on"].isoformat() if row["expires_on"] else "no expiry date"
         raise Conflict(f"licence {row['licence_no']} has not expired yet ({when})", field="action")
     _apply_change(conn, licence_id, changes, action=t.action, actor=actor, note=t.note)
 
 
-def _relinquish(
-    conn: Connection, licence_id: int, retained: Shape, tolerance_m2: float
-) -> dict[str, Any]:
+#: Retained ground may stick out of the licence by rounding only (m²), never enough to grow it.
+RELINQUISH_TOLERANCE_M2 = 1.0
+
+
+def _relinquish(conn: Connection, licence_id: int, retained: Shape) -> dict[str, Any]:
     wkb = shapely.to_wkb(retained.geometry, hex=True, include_srid=False)
     new = func.ST_SetSRID(func.ST_GeomFromWKB(func.decode(wkb, "hex")), 4326)
     outside_m2, new_m2, old_m2 = conn.execute(
@@ -789,14 +810,14 @@ def _relinquish(
             func.ST_Area(func.geography(licences.c.geom)),
         ).where(licences.c.id == licence_id)
     ).one()
-    if outside_m2 > tolerance_m2:
+    if outside_m2 > RELINQUISH_TOLERANCE_M2:
         raise InvalidInput(
             f"the retained ground must lie within the licence: {_km2(outside_m2)} km² of it "
             "lies outside",
             field="geometry",
             where={"outside_km2": _km2(outside_m2)},
         )
-    if new_m2 >= old_m2 - tolerance_m2:
+    if new_m2 >= old_m2 - RELINQUISH_TOLERANCE_M2:
         raise InvalidInput(
             "a partial relinquishment must give up ground: the retained area "
             f"{_km2(new_m2)} km² is not smaller than {_km2(old_m2)} km²",
@@ -901,6 +922,7 @@ class FeaturePage:
     number_returned: int
     number_matched: int
     last_id: int | None
+    has_more: bool = False
 
 
 def list_licences(conn: Connection, q: LicenceQuery) -> FeaturePage:
@@ -931,7 +953,16 @@ def list_licences(conn: Connection, q: LicenceQuery) -> FeaturePage:
         text(f"SELECT count(*) FROM licence_versions v WHERE {where}"),  # noqa: S608
         params,
     ).scalar_one()
-    return FeaturePage(features, returned, matched, last_id)
+    has_more = last_id is not None and bool(
+        conn.execute(
+            text(
+                f"SELECT EXISTS (SELECT 1 FROM licence_versions v "  # noqa: S608
+                f"WHERE {where} AND v.licence_id > :last)"
+            ),
+            {**params, "last": last_id},
+        ).scalar_one()
+    )
+    return FeaturePage(features, returned, matched, last_id, has_more)
 
 
 def get_licence(conn: Connection, licence_id: int) -> str:

@@ -68,7 +68,8 @@ _AVAILABLE_SQL = text(
                    CASE WHEN t.g IS NULL THEN c.g ELSE ST_Difference(c.g, t.g) END, 3) AS g
         FROM cand c, taken t
     )
-    SELECT ST_AsGeoJSON(ST_Multi(g), 7), coalesce(ST_Area(g::geography), 0),
+    SELECT CASE WHEN NOT ST_IsEmpty(g) THEN ST_AsGeoJSON(ST_Multi(g), 7) END,
+           coalesce(ST_Area(g::geography), 0),
            ST_Area((SELECT g FROM cand)::geography)
     FROM free
     """
@@ -353,7 +354,6 @@ _AUDIT_SQL = text(
     WHERE a.status = 'granted'
       AND (CAST(:province AS text) IS NULL OR a.province_code = :province)
       AND x.m2 > :tol
-    ORDER BY 1, 2, 4
     """
 )
 
@@ -368,8 +368,8 @@ def audit(
 ) -> Iterator[AuditRow]:
     """Every pair of overlapping live exclusive titles, and every title over a reserved area.
 
-    Rows stream from a server-side cursor, so memory stays constant however
-    many overlaps there are.
+    Rows stream from a server-side cursor as PostGIS finds them (unordered, so
+    the first row leaves before the last is found), in constant memory.
     """
     # Streaming is an option of this statement only, not of the caller's connection.
     result = conn.execute(

@@ -439,8 +439,11 @@ def test_bad_bbox(client: TestClient, bbox: str) -> None:
     assert "bbox" in err["detail"]
 
 
-def test_empty_bbox_is_no_filter(client: TestClient, licences: dict[str, int]) -> None:
-    assert matched(client, licences, bbox="") == ALL
+@pytest.mark.parametrize("param", ["bbox", "province", "status", "licence_type", "mineral"])
+def test_empty_filter_value_is_refused(client: TestClient, param: str) -> None:
+    # An empty value is a mistake to name, not a filter to drop silently.
+    err = bad(client, param, **{param: ""})
+    assert err["field"] == param
 
 
 @pytest.mark.parametrize("as_of", ["yesterday", "2026-13-01", "2026-01-01T10:00:00", "31/12/2025"])

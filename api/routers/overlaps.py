@@ -90,22 +90,29 @@ CHECK_EXAMPLE = {
 }
 
 
-def _properties(body: dict[str, Any]) -> tuple[Any, CheckProperties]:
-    if body.get("type") == "Feature":
-        geometry, raw = body.get("geometry"), body.get("properties") or {}
+def _properties(body: Any, query: dict[str, Any]) -> tuple[Any, CheckProperties]:
+    """The candidate's geometry and properties: from a Feature, or a bare geometry + query."""
+    given = {k: v for k, v in query.items() if v is not None}
+    if isinstance(body, dict) and body.get("type") == "Feature":
+        if given:
+            raise InvalidInput(
+                f"{sorted(given)[0]} is given twice: a Feature carries its own properties",
+                field=sorted(given)[0],
+            )
+        geometry, raw, where = body.get("geometry"), body.get("properties") or {}, "properties."
+        if geometry is None:
+            raise InvalidInput("the Feature has no geometry", field="geometry")
+    elif isinstance(body, dict | str):
+        geometry, where = body, ""
+        raw = {**given, "minerals": [m for m in given.get("minerals", "").split(",") if m]}
     else:
-        raise InvalidInput(
-            "the candidate is a GeoJSON Feature whose properties give licence_type and minerals",
-            field="type",
-        )
-    if geometry is None:
-        raise InvalidInput("the Feature has no geometry", field="geometry")
+        raise InvalidInput("the candidate is a GeoJSON Feature or geometry", field="body")
     try:
         return geometry, CheckProperties.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"properties.{loc}: {first['msg']}", field=f"properties.{loc}") from None
+        loc = where + ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{loc}: {first['msg']}", field=loc) from None
 
 
 @router.post(
@@ -119,25 +126,44 @@ def check_overlaps(
     rules: RulesDep,
     settings: SettingsDep,
     body: Annotated[
-        dict[str, Any],
+        dict[str, Any] | str,
         Body(
             description="A GeoJSON Feature: geometry (" + GEOMETRY_DOC + ") and properties "
-            "licence_type, minerals, optional province and received_at.",
+            "licence_type, minerals, optional province and received_at; or a bare geometry "
+            "(GeoJSON or WKT) with those given as query parameters.",
             examples=[CHECK_EXAMPLE],
         ),
     ],
     crs: CrsParam = None,
     repair: RepairParam = False,
+    licence_type: Annotated[
+        str | None, Query(description="With a bare geometry: the licence type", max_length=60)
+    ] = None,
+    minerals: Annotated[
+        str | None, Query(description="With a bare geometry: comma-separated", max_length=500)
+    ] = None,
+    province: Annotated[
+        str | None, Query(description="With a bare geometry: name or ISO code", max_length=60)
+    ] = None,
+    received_at: Annotated[
+        str | None, Query(description="With a bare geometry: RFC 3339 instant", max_length=40)
+    ] = None,
 ) -> dict[str, Any]:
     """Every conflict with its exact area, touching neighbours, and the ground still free."""
-    geometry, props = _properties(body)
+    query = {
+        "licence_type": licence_type,
+        "minerals": minerals,
+        "province": province,
+        "received_at": received_at,
+    }
+    geometry, props = _properties(body, query)
     rules.check_type(props.licence_type, field="properties.licence_type")
     declared = (
         province_code(props.province, field="properties.province") if props.province else None
     )
     taken = intake(geometry, crs, repair=repair)
     shape = reg.Shape.from_intake(taken)
-    received_at = props.received_at or datetime.now(UTC)
+    receipt = props.received_at or datetime.now(UTC)
     cand = reg.Candidate(
         licence_type=props.licence_type,
         minerals=props.minerals,
@@ -153,7 +179,7 @@ def check_overlaps(
             conn,
             shape.geometry,
             rules=rules,
-            received_at=received_at,
+            received_at=receipt,
             timezone=settings.register_timezone,
             tolerance_m2=settings.overlap_tolerance_m2,
             tie_break=settings.tie_break,
@@ -173,7 +199,7 @@ def check_overlaps(
             "licence_type": props.licence_type,
             "province_code": found.get(0),
             "area_km2": round(report.area_km2, 6),
-            "received_at": received_at.isoformat(),
+            "received_at": receipt.isoformat(),
             "crs": shape.crs,
             "repaired": taken.repaired,
         },

@@ -189,3 +189,31 @@ def test_fully_encumbered_candidate_has_null_available_geometry(
     assert check["available"]["properties"]["area_km2"] == 0
     # Reserved-area and title items keep every documented key, null or not.
     assert {"holder", "status"} <= set(check["conflicts"][0])
+
+
+def test_check_takes_a_bare_geometry_with_query_properties(client: TestClient) -> None:
+    geometry = rect(66.2, 28.2, 66.25, 28.25)
+    params = {"licence_type": "exploration_licence", "minerals": "Copper,Gold"}
+    bare = client.post("/overlaps/check", params=params, json=geometry)
+    assert bare.status_code == 200, bare.text
+    feature = application(geometry=geometry, minerals=["Copper", "Gold"])
+    del feature["properties"]["holder"]
+    full = client.post("/overlaps/check", json=feature).json()
+    assert bare.json()["candidate"]["area_km2"] == full["candidate"]["area_km2"]
+    assert bare.json()["candidate"]["province_code"] == "PK-BA"
+
+
+def test_check_bare_geometry_without_minerals_names_them(client: TestClient) -> None:
+    r = client.post(
+        "/overlaps/check",
+        params={"licence_type": "exploration_licence"},
+        json=rect(66.2, 28.2, 66.25, 28.25),
+    )
+    refused(r, "minerals")
+
+
+def test_check_properties_given_twice_is_refused(client: TestClient) -> None:
+    feature = application()
+    del feature["properties"]["holder"]
+    r = client.post("/overlaps/check", params={"licence_type": "mining_lease"}, json=feature)
+    refused(r, "licence_type")

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from api import errors
-from api.routers import licences, ogc, overlaps, register
+from api.routers import licences, ogc, overlaps, register, tiles
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(licences.router)
     app.include_router(overlaps.router)
     app.include_router(ogc.router)
+    app.include_router(tiles.router)
     app.include_router(register.router)
     errors.install(app)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from sqlalchemy import text
@@ -63,30 +62,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(tiles.router)
     app.include_router(register.router)
     errors.install(app)
-
-    @app.get("/", tags=["service"], summary="Landing page")
-    def landing(request: Request) -> dict[str, Any]:
-        """Where to go from here."""
-        base = str(request.base_url).rstrip("/")
-        return {
-            "title": app.title,
-            "links": [
-                {"rel": "self", "href": f"{base}/", "type": "application/json"},
-                {
-                    "rel": "service-desc",
-                    "href": f"{base}/openapi.json",
-                    "type": "application/vnd.oai.openapi+json;version=3.0",
-                },
-                {"rel": "service-doc", "href": f"{base}/docs", "type": "text/html"},
-                {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
-                {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
-                {"rel": "licences", "href": f"{base}/licences"},
-                {"rel": "jurisdictions", "href": f"{base}/jurisdictions"},
-                {"rel": "licence-types", "href": f"{base}/licence-types"},
-                {"rel": "reserved-areas", "href": f"{base}/reserved-areas"},
-                {"rel": "overlaps", "href": f"{base}/overlaps"},
-            ],
-        }
 
     @app.get("/health", tags=["service"], summary="Health")
     def health(request: Request) -> dict[str, str]:

@@ -98,6 +98,35 @@ def _answer(request: Request, title: str, body: dict[str, Any]) -> Response:
     return JSONResponse(body)
 
 
+@router.get("/", tags=["service"], summary="Landing page")
+def landing(request: Request) -> Response:
+    """Where to go from here: the OGC API landing page, with the register's own routes."""
+    _check_params(request, PLAIN_PARAMS)
+    base = _base(request)
+    title = request.app.title
+    body = {
+        "title": title,
+        "description": "Mining cadastre of Pakistan: licences, applications, reserved areas.",
+        "links": [
+            {"rel": "self", "href": f"{base}/", "type": "application/json"},
+            {
+                "rel": "service-desc",
+                "href": f"{base}/openapi.json",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+            },
+            {"rel": "service-doc", "href": f"{base}/docs", "type": "text/html"},
+            {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
+            {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
+            {"rel": "licences", "href": f"{base}/licences", "type": GEOJSON},
+            {"rel": "jurisdictions", "href": f"{base}/jurisdictions"},
+            {"rel": "licence-types", "href": f"{base}/licence-types"},
+            {"rel": "reserved-areas", "href": f"{base}/reserved-areas", "type": GEOJSON},
+            {"rel": "overlaps", "href": f"{base}/overlaps", "type": GEOJSON},
+        ],
+    }
+    return _answer(request, title, body)
+
+
 @router.get("/conformance", summary="Conformance classes")
 def conformance(request: Request) -> Response:
     """The OGC conformance classes this service implements."""

@@ -1,27 +1,29 @@
 """CQL2 (OGC API - Features Part 3) filters to SQLAlchemy expressions.
 
-The text and JSON encodings are parsed by pygeofilter; this module walks the
-syntax tree and builds SQLAlchemy Core expressions over a fixed set of
-queryable columns. Every literal becomes a bound parameter and every property
-name must be a declared queryable, so no filter text ever reaches SQL as text.
+Both encodings are parsed and validated by the ``cql2`` package (the
+standard's grammar, as CQL2 1.0 defines it) into standard CQL2 JSON; this
+module walks that JSON and builds SQLAlchemy Core expressions over a fixed set
+of queryable columns. Every literal becomes a bound parameter and every
+property name must be a declared queryable, so no filter text ever reaches SQL
+as text.
 
-Supported: ``AND``/``OR``/``NOT``, comparisons, ``IN``, ``LIKE`` (``%`` and
-``_``), ``BETWEEN``, ``IS NULL``, the spatial predicates ``S_INTERSECTS``,
-``S_WITHIN``, ``S_CONTAINS``, ``S_DISJOINT`` (geometries in WGS 84 lon/lat),
-and the temporal predicates ``T_BEFORE``, ``T_AFTER``, ``T_DURING``,
-``T_EQUALS``, ``T_INTERSECTS`` on date properties.
+Supported: ``and``/``or``/``not``, comparisons, ``like`` (``%`` and ``_``),
+``between``, ``in``, ``isNull``, ``casei``; the spatial functions
+``S_INTERSECTS``, ``S_WITHIN``, ``S_CONTAINS``, ``S_DISJOINT``, ``S_TOUCHES``,
+``S_OVERLAPS``, ``S_CROSSES``, ``S_EQUALS`` (geometries in WGS 84 lon/lat);
+the temporal functions ``T_BEFORE``, ``T_AFTER``, ``T_DURING``, ``T_EQUALS``,
+``T_INTERSECTS`` on date properties.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from pygeofilter import ast, values
-from pygeofilter.parsers.cql2_json import parse as parse_json
-from pygeofilter.parsers.cql2_text import parse as parse_text
+import cql2
 from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, true
 
 from cadastre.errors import BadQuery
@@ -37,22 +39,18 @@ class BadFilter(BadQuery):
 
 
 def parse(text: str, lang: str = "cql2-text") -> Any:
-    """Parse a CQL2 filter (``cql2-text`` or ``cql2-json``) into a pygeofilter AST."""
+    """Parse a CQL2 filter (``cql2-text`` or ``cql2-json``) into standard CQL2 JSON."""
     if len(text) > MAX_LENGTH:
         raise BadFilter(f"filter is longer than {MAX_LENGTH} characters", field="filter")
+    if lang not in ("cql2-text", "cql2-json"):
+        raise BadFilter(
+            f"filter-lang must be cql2-text or cql2-json, not {lang!r}", field="filter-lang"
+        )
     try:
-        if lang == "cql2-json":
-            return parse_json(json.loads(text))
-        if lang == "cql2-text":
-            return parse_text(text)
-    except BadFilter:
-        raise
-    except Exception as exc:  # lark and json raise many kinds; each says where
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadFilter(f"cannot parse the filter: {first}", field="filter") from None
-    raise BadFilter(
-        f"filter-lang must be cql2-text or cql2-json, not {lang!r}", field="filter-lang"
-    )
+        expr = cql2.parse_text(text) if lang == "cql2-text" else cql2.parse_json(text)
+        return expr.to_json()
+    except Exception as exc:  # the parser reports the position as "--> line:column"
+        raise BadFilter(_parse_error(str(exc)), field="filter") from None
 
 
 def to_sql(
@@ -62,35 +60,38 @@ def to_sql(
     *,
     dates: frozenset[str] = frozenset(),
 ) -> ColumnElement[bool]:
-    """Build a boolean SQL expression from a CQL2 syntax tree.
+    """Build a boolean SQL expression from a filter in standard CQL2 JSON.
 
     ``columns`` maps queryable names to SQLAlchemy column expressions;
     ``geometry`` is the geometry column (EPSG:4326), reachable as
-    ``geometry`` or ``geom`` in the filter.
+    ``geometry`` or ``geom`` in the filter; ``dates`` are the date properties
+    that the temporal functions accept.
     """
     expr: ColumnElement[bool] = _Walker(columns, geometry, dates).predicate(node, 0)
     return expr
 
 
 _COMPARE = {
-    ast.Equal: lambda a, b: a == b,
-    ast.NotEqual: lambda a, b: a != b,
-    ast.LessThan: lambda a, b: a < b,
-    ast.LessEqual: lambda a, b: a <= b,
-    ast.GreaterThan: lambda a, b: a > b,
-    ast.GreaterEqual: lambda a, b: a >= b,
+    "=": lambda a, b: a == b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 _SPATIAL = {
-    ast.GeometryIntersects: "ST_Intersects",
-    ast.GeometryWithin: "ST_Within",
-    ast.GeometryContains: "ST_Contains",
-    ast.GeometryDisjoint: "ST_Disjoint",
-    ast.GeometryTouches: "ST_Touches",
-    ast.GeometryOverlaps: "ST_Overlaps",
-    ast.GeometryCrosses: "ST_Crosses",
-    ast.GeometryEquals: "ST_Equals",
+    "s_intersects": "ST_Intersects",
+    "s_within": "ST_Within",
+    "s_contains": "ST_Contains",
+    "s_disjoint": "ST_Disjoint",
+    "s_touches": "ST_Touches",
+    "s_overlaps": "ST_Overlaps",
+    "s_crosses": "ST_Crosses",
+    "s_equals": "ST_Equals",
 }
+
+_TEMPORAL = ("t_before", "t_after", "t_during", "t_equals", "t_intersects")
 
 
 class _Walker:
@@ -102,49 +103,36 @@ class _Walker:
     def predicate(self, node: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise BadFilter(f"filter nests deeper than {MAX_DEPTH} levels", field="filter")
-        d = depth + 1
-        if isinstance(node, ast.And):
-            return and_(self.predicate(node.lhs, d), self.predicate(node.rhs, d))
-        if isinstance(node, ast.Or):
-            return or_(self.predicate(node.lhs, d), self.predicate(node.rhs, d))
-        if isinstance(node, ast.Not):
-            return not_(self.predicate(node.sub_node, d))
-        if type(node) in _COMPARE:
-            return _COMPARE[type(node)](self.value(node.lhs), self.value(node.rhs))
-        if isinstance(node, ast.In):
-            expr = self.value(node.lhs).in_([self.value(v) for v in node.sub_nodes])
-            return not_(expr) if node.not_ else expr
-        if isinstance(node, ast.Like):
-            pattern = self._like_pattern(node)
-            lhs = self.value(node.lhs)
-            expr = (
-                lhs.ilike(pattern, escape="\\") if node.nocase else lhs.like(pattern, escape="\\")
-            )
-            return not_(expr) if node.not_ else expr
-        if isinstance(node, ast.Between):
-            expr = self.value(node.lhs).between(self.value(node.low), self.value(node.high))
-            return not_(expr) if node.not_ else expr
-        if isinstance(node, ast.IsNull):
-            lhs = self.value(node.lhs)
-            return lhs.is_not(None) if node.not_ else lhs.is_(None)
-        if type(node) in _SPATIAL:
-            fn = getattr(func, _SPATIAL[type(node)])
-            return fn(self.spatial(node.lhs), self.spatial(node.rhs))
-        if isinstance(node, ast.BBox):
-            env = func.ST_MakeEnvelope(node.minx, node.miny, node.maxx, node.maxy, 4326)
-            return func.ST_Intersects(self.spatial(node.lhs), env)
-        if isinstance(node, ast.TemporalPredicate):
-            return self.temporal(node)
         if isinstance(node, bool):
             return true() if node else not_(true())
-        raise BadFilter(f"unsupported filter element {type(node).__name__}", field="filter")
-
-    def _like_pattern(self, node: Any) -> str:
-        pattern = node.pattern
-        if not isinstance(pattern, str):
-            raise BadFilter("LIKE needs a text pattern", field="filter")
-        # CQL2 uses % and _ as wildcards, like SQL; pygeofilter reports '.' as single char.
-        return str(pattern)
+        if not isinstance(node, dict) or "op" not in node:
+            raise BadFilter(f"expected a condition, found {_show(node)}", field="filter")
+        op, args = node["op"], node.get("args", [])
+        d = depth + 1
+        if op == "and":
+            return and_(*(self.predicate(a, d) for a in args))
+        if op == "or":
+            return or_(*(self.predicate(a, d) for a in args))
+        if op == "not":
+            return not_(self.predicate(args[0], d))
+        if op in _COMPARE:
+            return _COMPARE[op](self.value(args[0], d), self.value(args[1], d))
+        if op == "like":
+            return self.value(args[0], d).like(self.value(args[1], d))
+        if op == "between":
+            return self.value(args[0], d).between(self.value(args[1], d), self.value(args[2], d))
+        if op == "in":
+            if not isinstance(args[1], list):
+                raise BadFilter("IN needs a list of values", field="filter")
+            return self.value(args[0], d).in_([self.value(v, d) for v in args[1]])
+        if op == "isNull":
+            return self.value(args[0], d).is_(None)
+        if op in _SPATIAL:
+            fn = getattr(func, _SPATIAL[op])
+            return fn(self.spatial(args[0]), self.spatial(args[1]))
+        if op in _TEMPORAL:
+            return self.temporal(op, args)
+        raise BadFilter(f"unsupported operator {op!r} in filter", field="filter")
 
     def attribute(self, name: str) -> Any:
         if name not in self.columns:
@@ -155,62 +143,102 @@ class _Walker:
             )
         return self.columns[name]
 
-    def value(self, node: Any) -> Any:
-        if isinstance(node, ast.Attribute):
-            return self.attribute(node.name)
-        if isinstance(node, bool | int | float | str | date | datetime):
+    def value(self, node: Any, depth: int) -> Any:
+        if isinstance(node, dict):
+            if "property" in node:
+                return self.attribute(node["property"])
+            if "date" in node:
+                return literal(date.fromisoformat(node["date"]))
+            if "timestamp" in node:
+                return literal(datetime.fromisoformat(node["timestamp"].replace("Z", "+00:00")))
+            if node.get("op") == "casei":
+                return func.lower(self.value(node["args"][0], depth + 1))
+            if node.get("op") == "accenti":
+                return self.value(node["args"][0], depth + 1)
+            if "op" in node:
+                raise BadFilter(
+                    f"{node['op']!r} expressions are not supported in filters", field="filter"
+                )
+        if isinstance(node, bool | int | float | str):
             return literal(node)
-        if isinstance(node, ast.Arithmetic | ast.Function):
-            raise BadFilter(
-                f"{type(node).__name__.lower()} expressions are not supported in filters",
-                field="filter",
-            )
-        raise BadFilter(f"unsupported value {type(node).__name__} in filter", field="filter")
+        raise BadFilter(f"unsupported value {_show(node)} in filter", field="filter")
 
     def spatial(self, node: Any) -> Any:
-        if isinstance(node, ast.Attribute):
-            if node.name in ("geometry", "geom"):
+        if isinstance(node, dict) and "property" in node:
+            if node["property"] in ("geometry", "geom"):
                 return self.geometry
             raise BadFilter(
-                f"{node.name!r} is not a geometry; use 'geometry' in spatial predicates",
+                f"{node['property']!r} is not a geometry; use 'geometry' in spatial functions",
                 field="filter",
             )
-        if isinstance(node, values.Geometry):
-            return func.ST_SetSRID(func.ST_GeomFromGeoJSON(json.dumps(node.geometry)), 4326)
-        if isinstance(node, values.Envelope):
-            return func.ST_MakeEnvelope(node.x1, node.y1, node.x2, node.y2, 4326)
-        raise BadFilter("a spatial predicate needs the geometry and a geometry", field="filter")
+        if isinstance(node, dict) and "bbox" in node:
+            box = node["bbox"]
+            if len(box) == 6:
+                box = [box[0], box[1], box[3], box[4]]
+            return func.ST_MakeEnvelope(*box, 4326)
+        if isinstance(node, dict) and "type" in node and "coordinates" in node:
+            return func.ST_SetSRID(func.ST_GeomFromGeoJSON(json.dumps(node)), 4326)
+        raise BadFilter("a spatial function needs the geometry and a geometry", field="filter")
 
-    def temporal(self, node: Any) -> Any:
-        if not isinstance(node.lhs, ast.Attribute) or node.lhs.name not in self.dates:
+    def temporal(self, op: str, args: list[Any]) -> Any:
+        prop = args[0]
+        if not (isinstance(prop, dict) and prop.get("property") in self.dates):
             raise BadFilter(
-                f"temporal predicates apply to the date properties {', '.join(sorted(self.dates))}",
+                f"temporal functions apply to the date properties {', '.join(sorted(self.dates))}",
                 field="filter",
             )
-        lhs = self.attribute(node.lhs.name)
-        rhs = node.rhs
-        if isinstance(rhs, values.Interval):
-            start, end = rhs.start, rhs.end
-        elif isinstance(rhs, date | datetime):
-            start = end = rhs
-        else:
-            raise BadFilter(
-                "a temporal predicate needs a date, timestamp or interval", field="filter"
-            )
-        lo = literal(start) if start is not None else None
-        hi = literal(end) if end is not None else None
-        name = type(node).__name__
-        if name == "TimeBefore" and lo is not None:
-            return lhs < lo
-        if name == "TimeAfter" and hi is not None:
-            return lhs > hi
-        if name == "TimeEquals" and lo is not None:
-            return lhs == lo
-        if name in ("TimeDuring", "TimeIntersects"):
-            conds = [
-                c
-                for c in (lo is not None and lhs >= lo, hi is not None and lhs <= hi)
-                if c is not False
-            ]
+        lhs = self.attribute(prop["property"])
+        start, end = _period(args[1])
+        if op == "t_before" and start is not None:
+            return lhs < start
+        if op == "t_after" and end is not None:
+            return lhs > end
+        if op == "t_equals" and start is not None:
+            return lhs == start
+        if op in ("t_during", "t_intersects"):
+            conds = []
+            if start is not None:
+                conds.append(lhs >= start)
+            if end is not None:
+                conds.append(lhs <= end)
             return and_(*conds) if conds else true()
-        raise BadFilter(f"unsupported temporal predicate {name}", field="filter")
+        raise BadFilter(f"{op} needs a bounded instant or interval", field="filter")
+
+
+def _instant(value: Any) -> date | datetime | None:
+    if value in ("..", None):
+        return None
+    if isinstance(value, dict):
+        value = value.get("date") or value.get("timestamp")
+    text = str(value)
+    try:
+        if "T" in text:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadFilter(f"{text!r} is not a date or timestamp", field="filter") from None
+
+
+def _period(node: Any) -> tuple[Any, Any]:
+    if isinstance(node, dict) and "interval" in node:
+        lo, hi = (_instant(v) for v in node["interval"])
+    elif isinstance(node, dict) and ("date" in node or "timestamp" in node):
+        lo = hi = _instant(node)
+    else:
+        raise BadFilter("a temporal function needs a date, timestamp or interval", field="filter")
+    return (literal(lo) if lo is not None else None, literal(hi) if hi is not None else None)
+
+
+def _parse_error(message: str) -> str:
+    where = re.search(r"-->\s*(\d+):(\d+)", message)
+    expected = re.search(r"=\s*(expected .*)", message)
+    if where is None:
+        detail = " ".join(line.strip() for line in message.splitlines() if line.strip())
+        return f"cannot parse the filter: {detail[:300]}"
+    line, column = where.groups()
+    why = expected.group(1) if expected else "unexpected input"
+    return f"cannot parse the filter at line {line}, column {column}: {why[:300]}"
+
+
+def _show(node: Any) -> str:
+    return json.dumps(node)[:80]

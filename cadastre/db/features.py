@@ -294,7 +294,7 @@ def items(conn: Connection, c: Collection, q: ItemsQuery) -> ItemsPage:
     return ItemsPage(
         features_json=",".join(rows),
         number_returned=len(rows),
-        number_matched=matched if matched <= COUNT_CAP else None,
+        number_matched=matched if (not has_more or matched <= COUNT_CAP) else None,
         has_more=has_more,
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
+from cadastre.db.generation import lock_for_write
 from cadastre.db.tables import jurisdiction_parts, jurisdictions
 from cadastre.domain.provinces import PROVINCES, province_code
 
@@ -24,6 +25,7 @@ def load_jurisdictions(
     The subdivided parts used by the containment checks are rebuilt too.
     Returns the number of jurisdictions loaded.
     """
+    lock_for_write(conn)
     rows = []
     for feature in features:
         props = feature.get("properties") or {}

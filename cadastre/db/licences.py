@@ -26,6 +26,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import BigInteger
 
+from cadastre.db.generation import lock_for_write
 from cadastre.db.overlaps import check_grant
 from cadastre.db.tables import (
     beneficial_owners,
@@ -421,6 +422,7 @@ def register_licences(
     for cand in candidates:
         rules.check_type(cand.licence_type)
         check_status(cand.status)
+    lock_for_write(conn)
     cands = dict(enumerate(candidates))
     _stage_candidates(conn, cands, [None] * len(cands))
     found, rejected = _locate(conn, cands, rules, tolerance_m2)
@@ -726,6 +728,7 @@ def transition(
     Raises :class:`IllegalTransition` (naming the current status and the
     allowed actions) when the action is not allowed from the current status.
     """
+    lock_for_write(conn)
     row = _lock(conn, licence_id)
     status = next_status(row["status"], t.action)
     rule = rules.rule(row["licence_type"], row["province_code"])
@@ -849,6 +852,7 @@ def update_attributes(
             f"changeable: {', '.join(sorted(allowed))}",
             field=sorted(unknown)[0],
         )
+    lock_for_write(conn)
     row = _lock(conn, licence_id)
     real = {k: v for k, v in changes.items() if row.get(k) != v}
     if real:

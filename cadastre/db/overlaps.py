@@ -41,7 +41,11 @@ _HITS_SQL = text(
     FROM cand c
     JOIN licences l ON l.geom && c.g AND ST_Intersects(l.geom, c.g)
     JOIN parties p ON p.id = l.holder_id
-    CROSS JOIN LATERAL (SELECT ST_CollectionExtract(ST_Intersection(l.geom, c.g), 3) AS ig) x
+    -- A shape wholly inside the candidate is its own overlap: no intersection to compute.
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN ST_Contains(c.g, l.geom) THEN l.geom
+                    ELSE ST_CollectionExtract(ST_Intersection(l.geom, c.g), 3) END AS ig
+    ) x
     WHERE l.status IN ('granted', 'applied')
       AND (CAST(:exclusive AS jsonb) -> l.province_code ->> l.licence_type)::boolean
       AND l.id IS DISTINCT FROM :exclude
@@ -51,7 +55,10 @@ _HITS_SQL = text(
            encode(ST_AsEWKB(x.ig), 'hex')
     FROM cand c
     JOIN reserved_areas r ON r.geom && c.g AND ST_Intersects(r.geom, c.g)
-    CROSS JOIN LATERAL (SELECT ST_CollectionExtract(ST_Intersection(r.geom, c.g), 3) AS ig) x
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN ST_Contains(c.g, r.geom) THEN r.geom
+                    ELSE ST_CollectionExtract(ST_Intersection(r.geom, c.g), 3) END AS ig
+    ) x
     ORDER BY 1, 2
     """
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, text
 
+from cadastre.db.generation import lock_for_write
 from cadastre.db.tables import RESERVED_KINDS, reserved_areas
 from cadastre.domain.provinces import province_code
 from cadastre.errors import InvalidInput
@@ -16,6 +17,7 @@ from cadastre.errors import InvalidInput
 
 def load_reserved_areas(conn: Connection, features: Iterable[Mapping[str, Any]]) -> int:
     """Add reserved areas from GeoJSON Features (EPSG:4326); returns how many."""
+    lock_for_write(conn)
     rows = []
     for i, feature in enumerate(features):
         props = feature.get("properties") or {}

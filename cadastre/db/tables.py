@@ -259,3 +259,32 @@ licence_conflicts = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     CheckConstraint("(other_licence_id IS NULL) <> (reserved_area_id IS NULL)", name="one_other"),
 )
+
+# One row counting committed changes to anything drawn on a map. Readers see the
+# committed value only, so a cache keyed by it is invalid the moment a change commits.
+register_generation = Table(
+    "register_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+GENERATION_TABLES = ("licences", "reserved_areas", "jurisdictions")
+
+_GENERATION_FUNCTION = """
+INSERT INTO register_generation (id, value) VALUES (1, 1) ON CONFLICT DO NOTHING;
+CREATE OR REPLACE FUNCTION cadastre_bump_generation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE register_generation SET value = value + 1 WHERE id = 1;
+    RETURN NULL;
+END
+$$;
+"""
+_GENERATION_TRIGGERS = "".join(
+    f"CREATE TRIGGER {t}_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION cadastre_bump_generation();\n"
+    for t in GENERATION_TABLES
+)
+GENERATION_DDL = _GENERATION_FUNCTION + _GENERATION_TRIGGERS

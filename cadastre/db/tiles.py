@@ -154,7 +154,8 @@ def _sql(lay: TileLayer, z: int, kind: str) -> Any:
                    ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS env4326
         ), t AS (
             SELECT src.id,
-                   ST_Transform(ST_Intersection({geom_3857}, b.env), 4326) AS g,
+                   ST_ForcePolygonCCW(
+                       ST_Transform(ST_Intersection({geom_3857}, b.env), 4326)) AS g,
                    json_build_object({props}) AS props
             FROM {lay.source}, b
             WHERE {where}

@@ -1,0 +1,651 @@
+"""Vector tiles (MVT and GeoJSON), TileJSON and the OGC API - Tiles route.
+
+A fixed set of licences (sizes from ~0.5 km² to ~400 km², chosen statuses) is
+entered with ``register_licences`` and one reserved area with
+``load_reserved_areas`` on the test's rolled-back connection, all inside one
+zoom-8 tile of Balochistan. MVT tiles are decoded with the real decoder
+(``mapbox_vector_tile``) and tile coordinates are mapped back to lon/lat with
+morecantile's WebMercatorQuad.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import mapbox_vector_tile
+import morecantile
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry import box as shapely_box
+from shapely.geometry import shape
+from sqlalchemy import Connection, text
+
+from cadastre.db.licences import Candidate, Holder, Shape, register_licences
+from cadastre.db.reserved import load_reserved_areas
+from cadastre.db.tiles import BUFFER, EXTENT, min_area_km2
+from cadastre.domain.geometry import intake
+from cadastre.rules import RuleBook
+
+TMS = morecantile.tms.get("WebMercatorQuad")
+MVT = "application/vnd.mapbox-vector-tile"
+GEOJSON = "application/geo+json"
+
+ALL_ATTRS = {
+    "licence_no",
+    "licence_type",
+    "minerals",
+    "holder",
+    "province_code",
+    "status",
+    "area_km2",
+    "granted_on",
+    "expires_on",
+}
+LOW_ATTRS = {"status", "licence_type"}
+
+# The zoom-8 tile every fixture lies in: lon 63.28..64.69, lat 28.30..29.54.
+Z8 = TMS.tile(64.0, 28.9, 8)
+# The zoom-5 tile that holds them all.
+Z5 = TMS.tile(64.0, 28.9, 5)
+# The zoom-14 tile that holds the small licence.
+Z14 = TMS.tile(64.3, 28.9, 14)
+_z14 = TMS.bounds(Z14)
+_cx, _cy = (_z14.left + _z14.right) / 2, (_z14.bottom + _z14.top) / 2
+
+
+def rect(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+# The small licence (~0.5 km²) has a 5.5 m bulge in its south edge: kept at full
+# resolution (zoom >= 12), well over a grid unit at zoom 14 (~0.6 m).
+SMALL_RING = [
+    [_cx - 0.0035, _cy - 0.00325],
+    [_cx, _cy - 0.00330],
+    [_cx + 0.0035, _cy - 0.00325],
+    [_cx + 0.0035, _cy + 0.00325],
+    [_cx - 0.0035, _cy + 0.00325],
+    [_cx - 0.0035, _cy - 0.00325],
+]
+
+
+@dataclass(frozen=True)
+class Spec:
+    key: str
+    licence_no: str
+    licence_type: str
+    minerals: tuple[str, ...]
+    holder: str
+    status: str
+    granted_on: date | None
+    expires_on: date | None
+    ring: list[list[float]]
+
+
+SPECS = [
+    # ~390 km2
+    Spec("BIG", "TILE-BA-001", "exploration_licence", ("Copper", "Gold"), "Chagai Tiles Ltd",
+         "granted", date(2022, 1, 1), date(2025, 12, 31), rect(63.50, 28.60, 63.70, 28.78)),
+    # ~156 km2
+    Spec("L150", "TILE-BA-002", "mining_lease", ("Chromite",), "Kharan Chrome Ltd",
+         "granted", date(2019, 5, 1), date(2049, 4, 30), rect(63.80, 28.60, 63.92, 28.72)),
+    # ~60 km2
+    Spec("L60", "TILE-BA-003", "mining_lease", ("Iron ore",), "Kharan Chrome Ltd",
+         "granted", date(2018, 2, 1), date(2048, 1, 31), rect(64.00, 28.60, 64.08, 28.67)),
+    # ~27 km2
+    Spec("MID", "TILE-BA-004", "exploration_licence", ("Copper",), "Chagai Tiles Ltd",
+         "expired", date(2010, 1, 1), date(2013, 1, 1), rect(64.20, 28.60, 64.25, 28.65)),
+    # ~27 km2, granted through the API by the cache test
+    Spec("APPLIED", "TILE-BA-005", "exploration_licence", ("Gold",), "Applicant Minerals",
+         "applied", None, None, rect(64.40, 28.60, 64.45, 28.65)),
+    # ~0.5 km2
+    Spec("SMALL", "TILE-BA-006", "prospecting_licence", ("Marble",), "Small Quarry Co",
+         "granted", date(2024, 3, 1), date(2027, 2, 28), SMALL_RING),
+]  # fmt: skip
+BY_KEY = {s.key: s for s in SPECS}
+
+RESERVED = [
+    {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [rect(64.50, 28.90, 64.60, 29.00)]},
+        "properties": {
+            "name": "Tile test sanctuary",
+            "kind": "protected",
+            "province": "Balochistan",
+            "source": "test",
+            "designated_on": "2001-01-01",
+        },
+    }
+]
+
+
+@pytest.fixture
+def lic(conn: Connection, rules: RuleBook) -> dict[str, int]:
+    """Register SPECS on the rolled-back connection; licence id by key."""
+    cands = [
+        Candidate(
+            licence_type=s.licence_type,
+            minerals=list(s.minerals),
+            holder=Holder(name=s.holder),
+            shape=Shape.from_intake(intake({"type": "Polygon", "coordinates": [s.ring]}, None)),
+            province="PK-BA",
+            licence_no=s.licence_no,
+            status=s.status,
+            granted_on=s.granted_on,
+            expires_on=s.expires_on,
+        )
+        for s in SPECS
+    ]
+    result = register_licences(conn, cands, rules=rules, actor="test", action="import")
+    assert not result.rejected
+    return {s.key: result.created[i] for i, s in enumerate(SPECS)}
+
+
+@pytest.fixture
+def areas(conn: Connection, lic: dict[str, int]) -> dict[str, float]:
+    """Geodesic area (km², as stored) of each licence, by key."""
+    by_id = {v: k for k, v in lic.items()}
+    rows = conn.execute(
+        text(
+            "SELECT licence_id, area_km2 FROM licence_versions "
+            "WHERE valid_to IS NULL AND licence_id = ANY(:ids)"
+        ),
+        {"ids": list(lic.values())},
+    ).all()
+    return {by_id[int(i)]: float(a) for i, a in rows}
+
+
+@pytest.fixture
+def reserved(conn: Connection) -> dict[str, int]:
+    load_reserved_areas(conn, RESERVED)
+    rows = conn.execute(
+        text("SELECT name, id FROM reserved_areas WHERE name LIKE 'Tile test %'")
+    ).all()
+    return {name: int(i) for name, i in rows}
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def mvt_url(collection: str, t: morecantile.Tile) -> str:
+    return f"/tiles/{collection}/{t.z}/{t.x}/{t.y}.mvt"
+
+
+def geojson_url(collection: str, t: morecantile.Tile) -> str:
+    return f"/tiles/{collection}/{t.z}/{t.x}/{t.y}.geojson"
+
+
+def media_type(r: Any) -> str:
+    return str(r.headers.get("content-type", "")).split(";")[0].strip()
+
+
+def get_mvt(client: TestClient, collection: str, t: morecantile.Tile) -> dict[str, Any]:
+    r = client.get(mvt_url(collection, t))
+    assert r.status_code == 200, r.text
+    assert media_type(r) == MVT
+    return mapbox_vector_tile.decode(r.content, default_options={"y_coord_down": True})
+
+
+def get_geojson(client: TestClient, collection: str, t: morecantile.Tile) -> dict[str, Any]:
+    r = client.get(geojson_url(collection, t))
+    assert r.status_code == 200, r.text
+    assert media_type(r) == GEOJSON
+    body: dict[str, Any] = json.loads(r.content)
+    assert body["type"] == "FeatureCollection"
+    return body
+
+
+def mvt_ids(decoded: dict[str, Any], layer: str = "licences") -> set[int]:
+    return {f["id"] for f in decoded[layer]["features"]}
+
+
+def polygons(geometry: dict[str, Any]) -> list[list[list[list[float]]]]:
+    if geometry["type"] == "Polygon":
+        return [geometry["coordinates"]]
+    assert geometry["type"] == "MultiPolygon", geometry["type"]
+    return list(geometry["coordinates"])
+
+
+def all_points(geometry: dict[str, Any]) -> list[tuple[float, float]]:
+    return [(p[0], p[1]) for poly in polygons(geometry) for ring in poly for p in ring]
+
+
+def tile_to_lonlat(t: morecantile.Tile, px: float, py: float) -> tuple[float, float]:
+    """Tile coordinates (extent 4096, y down from the top) -> lon/lat."""
+    xb = TMS.xy_bounds(t)
+    mx = xb.left + px / EXTENT * (xb.right - xb.left)
+    my = xb.top - py / EXTENT * (xb.top - xb.bottom)
+    ll = TMS.lnglat(mx, my)
+    return ll.x, ll.y
+
+
+def unit_deg(t: morecantile.Tile) -> tuple[float, float]:
+    """One tile grid unit (1/4096 of the tile) in degrees of lon and lat, near the tile."""
+    b = TMS.bounds(t)
+    return (b.right - b.left) / EXTENT, (b.top - b.bottom) / EXTENT
+
+
+def buffered_bounds(t: morecantile.Tile) -> tuple[float, float, float, float]:
+    """The tile plus BUFFER/EXTENT of its size on every side, in lon/lat."""
+    xb = TMS.xy_bounds(t)
+    m = (xb.right - xb.left) * BUFFER / EXTENT
+    lo = TMS.lnglat(xb.left - m, xb.bottom - m)
+    hi = TMS.lnglat(xb.right + m, xb.top + m)
+    return lo.x, lo.y, hi.x, hi.y
+
+
+def expected_keys(
+    t: morecantile.Tile, lic: dict[str, int], min_km2: float, areas: dict[str, float]
+) -> set[str]:
+    """Licences whose ground meets the buffered tile, of at least ``min_km2``."""
+    zone = shapely_box(*buffered_bounds(t))
+    return {
+        s.key for s in SPECS if shapely.Polygon(s.ring).intersects(zone) and areas[s.key] >= min_km2
+    }
+
+
+def far_tile(z: int) -> morecantile.Tile:
+    """A tile far from Pakistan (Kansas); at zoom 0 the single world tile."""
+    return TMS.tile(-100.0, 40.0, z)
+
+
+# ------------------------------------------------------------------ MVT content
+
+
+def test_fixture_sizes_span_the_zoom5_threshold(areas: dict[str, float]) -> None:
+    threshold = min_area_km2(5)
+    assert 0.4 < areas["SMALL"] < 0.6
+    assert 350 < areas["BIG"] < 420
+    assert areas["BIG"] > threshold and areas["L150"] > 1.3 * threshold
+    assert areas["L60"] < threshold / 1.3 and areas["MID"] < threshold
+
+
+def test_mvt_tile_decodes_with_ids_and_full_attributes_at_zoom8(
+    client: TestClient, lic: dict[str, int], areas: dict[str, float]
+) -> None:
+    decoded = get_mvt(client, "licences", Z8)
+    assert set(decoded) == {"licences"}
+    layer = decoded["licences"]
+    assert layer["extent"] == EXTENT
+    assert mvt_ids(decoded) == set(lic.values())
+    by_id = {v: k for k, v in lic.items()}
+    for f in layer["features"]:
+        s = BY_KEY[by_id[f["id"]]]
+        props = f["properties"]
+        # MVT carries no nulls: an applied licence has no grant dates.
+        want = ALL_ATTRS if s.granted_on else ALL_ATTRS - {"granted_on", "expires_on"}
+        assert set(props) == want, s.key
+        assert props["licence_no"] == s.licence_no
+        assert props["status"] == s.status
+        assert props["licence_type"] == s.licence_type
+        assert props["holder"] == s.holder
+        assert props["province_code"] == "PK-BA"
+        assert props["minerals"] == "; ".join(s.minerals)
+        assert props["area_km2"] == pytest.approx(areas[s.key], abs=0.001)
+        if s.granted_on:
+            assert props["granted_on"] == s.granted_on.isoformat()
+            assert props["expires_on"] == s.expires_on.isoformat()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("z", [0, 3, 4, 5, 6, 7])
+def test_mvt_low_zoom_has_only_status_and_type(
+    client: TestClient, lic: dict[str, int], areas: dict[str, float], z: int
+) -> None:
+    t = TMS.tile(63.6, 28.69, z)  # over BIG
+    r = client.get(mvt_url("licences", t))
+    if max(areas.values()) < min_area_km2(z):  # everything thinned out
+        assert r.status_code == 204
+        assert r.content == b""
+        return
+    assert r.status_code == 200
+    decoded = mapbox_vector_tile.decode(r.content, default_options={"y_coord_down": True})
+    feats = decoded["licences"]["features"]
+    assert lic["BIG"] in {f["id"] for f in feats}
+    for f in feats:
+        assert set(f["properties"]) == LOW_ATTRS
+    big = next(f for f in feats if f["id"] == lic["BIG"])
+    assert big["properties"] == {"status": "granted", "licence_type": "exploration_licence"}
+
+
+def test_mvt_geometry_maps_back_to_the_licence(client: TestClient, lic: dict[str, int]) -> None:
+    decoded = get_mvt(client, "licences", Z8)
+    by_id = {v: k for k, v in lic.items()}
+    ux, uy = unit_deg(Z8)
+    for f in decoded["licences"]["features"]:
+        s = BY_KEY[by_id[f["id"]]]
+        if s.key == "SMALL":
+            continue  # its bulge is simplified away at zoom 8; checked at zoom 14
+        pts = [tile_to_lonlat(Z8, px, py) for px, py in all_points(f["geometry"])]
+        xs, ys = [p[0] for p in s.ring], [p[1] for p in s.ring]
+        # every decoded vertex is a corner of the licence, within one grid unit
+        for lon, lat in pts:
+            assert min(abs(lon - x) for x in xs) <= ux, (s.key, lon)
+            assert min(abs(lat - y) for y in ys) <= uy, (s.key, lat)
+        # and every corner of the licence is there
+        for x, y in s.ring:
+            assert any(abs(lon - x) <= ux and abs(lat - y) <= uy for lon, lat in pts), (s.key, x, y)
+
+
+def test_mvt_zoom5_drops_licences_below_min_area(
+    client: TestClient, lic: dict[str, int], areas: dict[str, float]
+) -> None:
+    decoded = get_mvt(client, "licences", Z5)
+    threshold = min_area_km2(5)
+    present = {k for k, v in lic.items() if v in mvt_ids(decoded)}
+    assert present == {k for k, a in areas.items() if a >= threshold}
+    assert {"BIG", "L150"} <= present
+    assert not present & {"L60", "MID", "APPLIED", "SMALL"}
+
+
+def test_mvt_zoom14_small_licence_at_full_detail(client: TestClient, lic: dict[str, int]) -> None:
+    decoded = get_mvt(client, "licences", Z14)
+    feats = decoded["licences"]["features"]
+    assert [f["id"] for f in feats] == [lic["SMALL"]]
+    f = feats[0]
+    assert f["properties"]["licence_no"] == "TILE-BA-006"
+    assert f["properties"]["status"] == "granted"
+    (poly,) = polygons(f["geometry"])
+    (ring,) = poly  # no holes
+    pts = [tile_to_lonlat(Z14, px, py) for px, py in ring]
+    ux, uy = unit_deg(Z14)
+    distinct = {(round(x, 9), round(y, 9)) for x, y in pts}
+    assert len(distinct) == len(SMALL_RING) - 1  # all five vertices, the bulge too
+    for x, y in SMALL_RING:
+        assert any(abs(lon - x) <= ux and abs(lat - y) <= uy for lon, lat in pts), (x, y)
+
+
+def test_mvt_tile_is_a_fresh_query_after_a_transition(
+    client: TestClient, lic: dict[str, int]
+) -> None:
+    def applied_feature() -> dict[str, Any]:
+        decoded = get_mvt(client, "licences", Z8)
+        return next(f for f in decoded["licences"]["features"] if f["id"] == lic["APPLIED"])
+
+    assert applied_feature()["properties"]["status"] == "applied"
+    before_geojson = get_geojson(client, "licences", Z8)
+    assert {f["id"]: f["properties"]["status"] for f in before_geojson["features"]}[
+        lic["APPLIED"]
+    ] == "applied"
+
+    r = client.post(
+        f"/licences/{lic['APPLIED']}/transitions",
+        json={"action": "grant", "granted_on": "2024-01-10", "expires_on": "2027-01-09"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["properties"]["status"] == "granted"
+
+    props = applied_feature()["properties"]
+    assert props["status"] == "granted"
+    assert props["granted_on"] == "2024-01-10"
+    assert props["expires_on"] == "2027-01-09"
+    after_geojson = get_geojson(client, "licences", Z8)
+    assert {f["id"]: f["properties"]["status"] for f in after_geojson["features"]}[
+        lic["APPLIED"]
+    ] == "granted"
+
+
+# ------------------------------------------------------------------ empty tiles
+
+
+@pytest.mark.parametrize("z", range(0, 23))
+def test_empty_tile_is_204_without_body_at_every_zoom(
+    client: TestClient, lic: dict[str, int], z: int
+) -> None:
+    t = far_tile(z)  # at zoom 0, the world tile: every licence is thinned out there
+    for url in (mvt_url("licences", t), geojson_url("licences", t)):
+        r = client.get(url)
+        assert r.status_code == 204, (url, r.text)
+        assert r.content == b""
+    r = client.get(f"/collections/licences/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}")
+    assert r.status_code == 204
+    assert r.content == b""
+
+
+def test_empty_register_tile_is_204(client: TestClient) -> None:
+    for url in (mvt_url("licences", Z8), geojson_url("licences", Z8)):
+        r = client.get(url)
+        assert r.status_code == 204, url
+        assert r.content == b""
+
+
+# ------------------------------------------------------------------ bad addresses
+
+
+@pytest.mark.parametrize(
+    ("z", "x", "y", "named"),
+    [
+        (5, 32, 0, "5/32/0"),
+        (5, 0, 32, "5/0/32"),
+        (0, 1, 0, "0/1/0"),
+        (5, -1, 3, "5/-1/3"),
+        (5, 3, -1, "5/3/-1"),
+        (23, 0, 0, "23"),
+        (30, 0, 0, "30"),
+        (-1, 0, 0, "-1"),
+    ],
+)
+@pytest.mark.parametrize("ext", ["mvt", "geojson"])
+def test_tile_outside_the_matrix_is_400_naming_it(
+    client: TestClient, z: int, x: int, y: int, named: str, ext: str
+) -> None:
+    r = client.get(f"/tiles/licences/{z}/{x}/{y}.{ext}")
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["code"] == "bad_query"
+    assert named in body["detail"]
+    assert body.get("field")
+    if z > 22 or z < 0:
+        assert body["field"] == "z"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tiles/licences/a/0/0.mvt",
+        "/tiles/licences/5/1.5/3.mvt",
+        "/tiles/licences/5/1/three.mvt",
+        "/tiles/licences/5/1/3.5.geojson",
+        "/collections/licences/tiles/WebMercatorQuad/5/x/3",
+        "/collections/licences/tiles/WebMercatorQuad/five/1/3",
+    ],
+)
+def test_non_integer_tile_address_is_422(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tiles/mines/5/21/13.mvt",
+        "/tiles/mines/5/21/13.geojson",
+        "/tiles/mines/tilejson.json",
+        "/collections/mines/tiles",
+        "/collections/mines/tiles/WebMercatorQuad",
+        "/collections/mines/tiles/WebMercatorQuad/5/13/21",
+    ],
+)
+def test_unknown_collection_is_404(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 404, r.text
+    body = r.json()
+    assert body["code"] == "not_found"
+    assert "mines" in body["detail"]
+
+
+# ------------------------------------------------------------------ GeoJSON tiles
+
+
+@pytest.mark.parametrize("z", [5, 8, 10, 12, 14])
+def test_geojson_tile_clipped_to_tile_plus_buffer(
+    client: TestClient, lic: dict[str, int], areas: dict[str, float], z: int
+) -> None:
+    t = TMS.tile(63.6, 28.69, z)  # over BIG's middle
+    body = get_geojson(client, "licences", t)
+    want = expected_keys(t, lic, min_area_km2(z), areas)
+    assert "BIG" in want
+    assert {f["id"] for f in body["features"]} == {lic[k] for k in want}
+    x0, y0, x1, y1 = buffered_bounds(t)
+    eps = 2e-7  # 7 decimals
+    for f in body["features"]:
+        for lon, lat in all_points(f["geometry"]):
+            # RFC 7946: lon/lat, and nothing beyond the buffered tile
+            assert x0 - eps <= lon <= x1 + eps, (z, f["id"], lon)
+            assert y0 - eps <= lat <= y1 + eps, (z, f["id"], lat)
+    if z >= 12:  # the tile lies inside BIG: its piece is the buffered tile itself
+        big = next(f for f in body["features"] if f["id"] == lic["BIG"])
+        assert shape(big["geometry"]).bounds == pytest.approx((x0, y0, x1, y1), abs=1e-6)
+
+
+def test_geojson_tile_attributes_per_zoom_band(
+    client: TestClient, lic: dict[str, int], areas: dict[str, float]
+) -> None:
+    low = get_geojson(client, "licences", Z5)
+    assert {f["id"] for f in low["features"]} == {
+        lic[k] for k, a in areas.items() if a >= min_area_km2(5)
+    }
+    for f in low["features"]:
+        assert f["type"] == "Feature"
+        assert set(f["properties"]) == LOW_ATTRS
+
+    high = get_geojson(client, "licences", Z8)
+    assert {f["id"] for f in high["features"]} == set(lic.values())
+    by_id = {v: k for k, v in lic.items()}
+    for f in high["features"]:
+        s = BY_KEY[by_id[f["id"]]]
+        props = f["properties"]
+        assert set(props) == ALL_ATTRS
+        assert props["licence_no"] == s.licence_no
+        assert props["status"] == s.status
+        assert props["licence_type"] == s.licence_type
+        assert props["holder"] == s.holder
+        assert props["granted_on"] == (s.granted_on.isoformat() if s.granted_on else None)
+        # lon/lat order: the piece sits on the licence
+        got = shape(f["geometry"])
+        assert got.bounds[0] >= 60 and got.bounds[2] <= 78 and 23 <= got.bounds[1] <= 37
+        assert got.intersection(shapely.Polygon(s.ring)).area > 0.9 * got.area
+
+
+def test_geojson_tile_rings_follow_rfc7946_orientation(
+    client: TestClient, lic: dict[str, int]
+) -> None:
+    for t in (Z8, TMS.tile(63.6, 28.69, 12)):
+        body = get_geojson(client, "licences", t)
+        for f in body["features"]:
+            for poly in polygons(f["geometry"]):
+                exterior, *holes = poly
+                assert shapely.LinearRing(exterior).is_ccw, (t, f["id"], "exterior not CCW")
+                for hole in holes:
+                    assert not shapely.LinearRing(hole).is_ccw, (t, f["id"], "hole not CW")
+
+
+# ------------------------------------------------------------------ other layers
+
+
+def test_jurisdictions_tile_has_province_codes(client: TestClient, conn: Connection) -> None:
+    codes = {c for (c,) in conn.execute(text("SELECT code FROM jurisdictions")).all()}
+    assert len(codes) == 7
+    t = TMS.tile(70.0, 30.0, 3)  # all of Pakistan
+    decoded = get_mvt(client, "jurisdictions", t)
+    feats = decoded["jurisdictions"]["features"]
+    assert {f["properties"]["code"] for f in feats} == codes
+    for f in feats:
+        assert set(f["properties"]) == {"code", "name", "kind"}
+        assert f["properties"]["name"]
+    # at zoom 8 the same attributes; the tile over Balochistan names it
+    decoded = get_mvt(client, "jurisdictions", Z8)
+    props = [f["properties"] for f in decoded["jurisdictions"]["features"]]
+    assert "PK-BA" in {p["code"] for p in props}
+    assert all(set(p) == {"code", "name", "kind"} for p in props)
+
+    gj = get_geojson(client, "jurisdictions", t)
+    assert {f["properties"]["code"] for f in gj["features"]} == codes
+
+
+def test_reserved_areas_tile_carries_name_and_kind(
+    client: TestClient, reserved: dict[str, int]
+) -> None:
+    rid = reserved["Tile test sanctuary"]
+    for t, attrs in ((Z8, {"name", "kind", "province_code"}), (Z5, {"name", "kind"})):
+        decoded = get_mvt(client, "reserved_areas", t)
+        feats = decoded["reserved_areas"]["features"]
+        assert [f["id"] for f in feats] == [rid]
+        assert set(feats[0]["properties"]) == attrs
+        assert feats[0]["properties"]["name"] == "Tile test sanctuary"
+        assert feats[0]["properties"]["kind"] == "protected"
+    gj = get_geojson(client, "reserved_areas", Z8)
+    assert [f["id"] for f in gj["features"]] == [rid]
+    assert gj["features"][0]["properties"] == {
+        "name": "Tile test sanctuary",
+        "kind": "protected",
+        "province_code": "PK-BA",
+    }
+
+
+# ------------------------------------------------------------------ TileJSON and OGC routes
+
+
+def test_tilejson_template_answers_the_xyz_route(client: TestClient, lic: dict[str, int]) -> None:
+    r = client.get("/tiles/licences/tilejson.json")
+    assert r.status_code == 200, r.text
+    tj = r.json()
+    assert tj["tilejson"] == "3.0.0"
+    assert tj.get("scheme", "xyz") == "xyz"
+    (template,) = tj["tiles"]
+    assert "{z}" in template and "{x}" in template and "{y}" in template
+    for t in (Z8, Z5, Z14):
+        url = template.replace("{z}", str(t.z)).replace("{x}", str(t.x)).replace("{y}", str(t.y))
+        via_template = client.get(url)
+        direct = client.get(mvt_url("licences", t))
+        assert via_template.status_code == direct.status_code == 200
+        assert via_template.content == direct.content
+        assert media_type(via_template) == MVT
+
+    (vl,) = tj["vector_layers"]
+    assert vl["id"] == "licences"
+    assert {"licence_no", "status", "licence_type", "holder"} <= set(vl["fields"])
+    assert set(vl["fields"]) == ALL_ATTRS
+    assert all(isinstance(v, str) for v in vl["fields"].values())
+    assert 0 <= tj["minzoom"] <= tj["maxzoom"] <= 22
+
+    w, s, e, n = tj["bounds"]
+    xs = [p[0] for sp in SPECS for p in sp.ring]
+    ys = [p[1] for sp in SPECS for p in sp.ring]
+    assert w <= min(xs) and s <= min(ys) and e >= max(xs) and n >= max(ys)
+    assert -180 <= w < e <= 180 and -90 <= s < n <= 90
+
+
+def test_ogc_tile_route_equals_xyz_route(client: TestClient, lic: dict[str, int]) -> None:
+    for t in (Z8, Z5, Z14):
+        ogc = client.get(f"/collections/licences/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}")
+        xyz = client.get(mvt_url("licences", t))
+        assert ogc.status_code == xyz.status_code == 200
+        assert media_type(ogc) == MVT
+        assert ogc.content == xyz.content
+
+
+def test_collection_tilesets_list_webmercatorquad(client: TestClient, lic: dict[str, int]) -> None:
+    for cid in ("licences", "jurisdictions", "reserved_areas"):
+        r = client.get(f"/collections/{cid}/tiles")
+        assert r.status_code == 200, r.text
+        sets = r.json()["tilesets"]
+        wmq = [s for s in sets if s["tileMatrixSetURI"].endswith("/WebMercatorQuad")]
+        assert len(wmq) == 1
+        assert wmq[0]["dataType"] == "vector"
+        item = next(link for link in wmq[0]["links"] if link["rel"] == "item")
+        assert item["type"] == MVT
+        if cid == "licences":
+            url = (
+                item["href"]
+                .replace("{tileMatrix}", str(Z8.z))
+                .replace("{tileRow}", str(Z8.y))
+                .replace("{tileCol}", str(Z8.x))
+            )
+            via = client.get(url)
+            assert via.status_code == 200
+            assert via.content == client.get(mvt_url("licences", Z8)).content

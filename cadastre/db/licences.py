@@ -169,9 +169,8 @@ _STAGE_COLUMNS = (
 # intersection. Shares are taken from planar areas (additive to rounding, where
 # geodesic areas of pieces do not sum exactly to the whole) and scaled to the
 # candidate's geodesic area in m².
-_LOCATE_SQL = text(
-    """
-    WITH hits AS (
+_LOCATE_BODY = """
+hits AS (
         SELECT i.ord, p.code,
                sum(CASE WHEN ST_CoveredBy(i.geom, p.geom) THEN ST_Area(i.geom)
                         ELSE ST_Area(ST_Intersection(i.geom, p.geom)) END) AS planar
@@ -188,8 +187,18 @@ _LOCATE_SQL = text(
     FROM sized s LEFT JOIN hits h USING (ord)
     GROUP BY s.ord, s.total_m2
     ORDER BY s.ord
-    """
+"""
+_LOCATE_SQL = text("WITH " + _LOCATE_BODY)
+# One candidate needs no staging table: a CTE of the same name stands in for it.
+_LOCATE_ONE_SQL = text(
+    "WITH licence_intake AS (SELECT 0 AS ord, ST_GeomFromEWKB(decode(:wkb, 'hex')) AS geom), "
+    + _LOCATE_BODY
 )
+
+
+def _ewkb(geometry: Any) -> str:
+    """Hex EWKB with SRID 4326."""
+    return str(shapely.to_wkb(shapely.set_srid(geometry, 4326), hex=True, include_srid=True))
 
 
 def _pg_array(values: Sequence[str]) -> str:
@@ -229,11 +238,16 @@ def _locate(
     cands: Mapping[int, Candidate],
     rules: RuleBook,
     tolerance_m2: float,
+    one: str | None = None,
 ) -> tuple[dict[int, str], dict[int, CadastreError]]:
     """Province of each staged candidate, or why it cannot be placed."""
     found: dict[int, str] = {}
     errors: dict[int, CadastreError] = {}
-    for ord_, total_m2, by_province in conn.execute(_LOCATE_SQL):
+    if one is None:
+        located = conn.execute(_LOCATE_SQL)
+    else:
+        located = conn.execute(_LOCATE_ONE_SQL, {"wkb": one})
+    for ord_, total_m2, by_province in located:
         cand = cands[ord_]
         inside = {code: m2 for code, m2 in by_province.items() if m2 > tolerance_m2}
         outside_m2 = total_m2 - sum(by_province.values())
@@ -354,7 +368,7 @@ def _stage_candidates(
     rows = [
         (
             i,
-            shapely.to_wkb(shapely.set_srid(c.shape.geometry, 4326), hex=True, include_srid=True),
+            _ewkb(c.shape.geometry),
             _csv_value(c.licence_no),
             c.licence_type,
             _pg_array(list(c.minerals)),
@@ -389,6 +403,8 @@ def place(
     province (the declared one, if declared), within the type's area limit.
     """
     cands = dict(enumerate(candidates))
+    if len(cands) == 1:
+        return _locate(conn, cands, rules, tolerance_m2, one=_ewkb(cands[0].shape.geometry))
     _stage_candidates(conn, cands, [None] * len(cands))
     return _locate(conn, cands, rules, tolerance_m2)
 

@@ -171,13 +171,9 @@ def check(
         _HITS_SQL,
         {"wkb": wkb, "exclusive": json.dumps(exclusivity(rules)), "exclude": exclude},
     ).mappings()
-    cand_m2 = conn.execute(
-        text("SELECT ST_Area(ST_GeomFromEWKB(decode(:wkb, 'hex'))::geography)"), {"wkb": wkb}
-    ).scalar_one()
     tz = ZoneInfo(timezone)
     day = received_at.astimezone(tz).date()
-    conflicts: list[Encumbrance] = []
-    touching: list[Encumbrance] = []
+    ranked: list[tuple[str, bool, Any]] = []
     for r in rows:
         kind = (
             "reserved_area"
@@ -190,6 +186,12 @@ def check(
             if r["received_at"] >= received_at and their_day != day:
                 continue  # ranks behind the candidate
             simultaneous = their_day == day
+        ranked.append((kind, simultaneous, r))
+    taken = [r["ewkb"] for _, _, r in ranked if r["m2"] > tolerance_m2]
+    free_json, free_m2, cand_m2 = conn.execute(_AVAILABLE_SQL, {"wkb": wkb, "taken": taken}).one()
+    conflicts: list[Encumbrance] = []
+    touching: list[Encumbrance] = []
+    for kind, simultaneous, r in ranked:
         other_m2 = (r["other_km2"] or 0.0) * 1e6
         enc = Encumbrance(
             kind=kind,
@@ -208,9 +210,6 @@ def check(
             ewkb=r["ewkb"],
         )
         (conflicts if r["m2"] > tolerance_m2 else touching).append(enc)
-    free_json, free_m2, _ = conn.execute(
-        _AVAILABLE_SQL, {"wkb": wkb, "taken": [c.ewkb for c in conflicts]}
-    ).one()
     return OverlapReport(
         area_km2=cand_m2 / 1e6,
         conflicts=conflicts,

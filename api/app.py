@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.gzip import GZipMiddleware
 from sqlalchemy import text
 
 from api import errors
+from api.caching import TileCache
 from api.routers import licences, ogc, overlaps, register, tiles
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings = settings
     app.state.rules = RuleBook.load()
+    app.state.tile_cache = TileCache()
     if db is not None:
         app.state.db = db
 
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(tiles.router)
     app.include_router(register.router)
     errors.install(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
 
     @app.get("/health", tags=["service"], summary="Health")
     def health(request: Request) -> dict[str, str]:

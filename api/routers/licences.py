@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
+from api.caching import etag_for, not_modified, tag
 from api.deps import ActorDep, DbDep, RulesDep, SettingsDep
 from api.schemas import (
     NO_NUL,
@@ -22,8 +23,8 @@ from api.schemas import (
     TransitionIn,
     errors,
 )
+from cadastre.db import generation, overlaps
 from cadastre.db import licences as reg
-from cadastre.db import overlaps
 from cadastre.domain.geometry import intake
 from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
@@ -239,6 +240,10 @@ def list_licences(
         limit=page_size,
     )
     with db.begin() as conn:
+        etag = etag_for(request, generation.current(conn))
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
         page = reg.list_licences(conn, q)
     base = str(request.url.remove_query_params(["after"]))
     links = [{"href": str(request.url), "rel": "self", "type": GEOJSON}]
@@ -260,7 +265,7 @@ def list_licences(
             "links": links,
         }
     )
-    return _feature_response(f'{head[:-1]},"features":[{page.features_json}]}}')
+    return tag(_feature_response(f'{head[:-1]},"features":[{page.features_json}]}}'), etag)
 
 
 @router.get(
@@ -269,10 +274,14 @@ def list_licences(
     response_class=GeoJSONResponse,
     responses={200: {"model": LicenceDetailFeature}, **errors(404)},
 )
-def read_licence(licence_id: int, db: DbDep) -> Response:
+def read_licence(licence_id: int, request: Request, db: DbDep) -> Response:
     """One licence as a GeoJSON Feature, with its coordinates as submitted."""
     with db.begin() as conn:
-        return _feature_response(reg.get_licence(conn, licence_id))
+        etag = etag_for(request, generation.current(conn))
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
+        return tag(_feature_response(reg.get_licence(conn, licence_id)), etag)
 
 
 @router.get("/{licence_id}/history", summary="History of a licence", responses=errors(404))

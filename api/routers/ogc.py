@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.caching import etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
-from cadastre.db import cql2
+from cadastre.db import cql2, generation
 from cadastre.db import features as feat
 from cadastre.errors import BadQuery
 
@@ -330,6 +331,10 @@ def get_items(
     c = feat.get_collection(collectionId)
     q = _query(request, c, settings)
     with db.begin() as conn:
+        etag = etag_for(request, generation.current(conn))
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
         page = feat.items(conn, c, q)
     base = str(request.url.remove_query_params(["offset", "f"]))
     sep = "&" if "?" in base else "?"
@@ -363,12 +368,15 @@ def get_items(
     head["links"] = links
     if _wants_html(request):
         body = {**head, "features": json.loads(f"[{page.features_json}]")}
-        return _html(f"{c.title}: features", body)
+        return tag(_html(f"{c.title}: features", body), etag)
     text = json.dumps(head)
-    return Response(
-        f'{text[:-1]},"features":[{page.features_json}]}}',
-        media_type=GEOJSON,
-        headers={"Content-Crs": _crs_header(q.crs_srid, q.crs_flip)},
+    return tag(
+        Response(
+            f'{text[:-1]},"features":[{page.features_json}]}}',
+            media_type=GEOJSON,
+            headers={"Content-Crs": _crs_header(q.crs_srid, q.crs_flip)},
+        ),
+        etag,
     )
 
 
@@ -394,6 +402,10 @@ def get_item(
         properties=tuple(_names(c, props, "properties")) if props else None,
     )
     with db.begin() as conn:
+        etag = etag_for(request, generation.current(conn))
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
         feature = json.loads(feat.item(conn, c, featureId, q))
     base = _base(request)
     feature["links"] = [
@@ -401,9 +413,12 @@ def get_item(
         {"href": f"{base}/collections/{c.id}", "rel": "collection", "type": "application/json"},
     ]
     if _wants_html(request):
-        return _html(f"{c.title}: {featureId}", feature)
-    return Response(
-        json.dumps(feature),
-        media_type=GEOJSON,
-        headers={"Content-Crs": _crs_header(srid, flip)},
+        return tag(_html(f"{c.title}: {featureId}", feature), etag)
+    return tag(
+        Response(
+            json.dumps(feature),
+            media_type=GEOJSON,
+            headers={"Content-Crs": _crs_header(srid, flip)},
+        ),
+        etag,
     )

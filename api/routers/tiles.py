@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from api.caching import TileCache, etag_for, not_modified, tag
 from api.deps import DbDep
-from cadastre.db import tiles
+from cadastre.db import generation, tiles
 from cadastre.db.features import extent, get_collection
 
 router = APIRouter(tags=["tiles"])
@@ -15,14 +16,31 @@ router = APIRouter(tags=["tiles"])
 MVT = "application/vnd.mapbox-vector-tile"
 EMPTY = (
     "An empty tile is answered 204 No Content, for both formats (map libraries treat it as "
-    "an empty tile)."
+    "an empty tile). Every tile carries a strong ETag; a matching If-None-Match gets 304."
 )
 
 
-def _tile_response(body: Any, media_type: str) -> Response:
-    if not body or body == '{"type" : "FeatureCollection", "features" : []}':
-        return Response(status_code=204)
-    return Response(body, media_type=media_type)
+def _tile(
+    request: Request, db: Any, collection: str, z: int, x: int, y: int, kind: str
+) -> Response:
+    """A tile through the validators and the cache: 304, cached bytes, or PostGIS."""
+    media_type = MVT if kind == "mvt" else "application/geo+json"
+    with db.begin() as conn:
+        gen = generation.current(conn)
+        etag = etag_for(request, gen)
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
+
+        def make() -> bytes:
+            body = tiles.tile(conn, collection, z, x, y, kind)
+            return body if isinstance(body, bytes) else (body or "").encode()
+
+        cache: TileCache = request.app.state.tile_cache
+        body = cache.get_or_make(gen, f"{kind}/{collection}/{z}/{x}/{y}", make)
+    if not body or body == b'{"type" : "FeatureCollection", "features" : []}':
+        return tag(Response(status_code=204), etag)
+    return tag(Response(body, media_type=media_type), etag)
 
 
 @router.get(
@@ -31,11 +49,9 @@ def _tile_response(body: Any, media_type: str) -> Response:
     response_class=Response,
     responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}},
 )
-def mvt_tile(collection: str, z: int, x: int, y: int, db: DbDep) -> Response:
+def mvt_tile(collection: str, z: int, x: int, y: int, request: Request, db: DbDep) -> Response:
     """One XYZ tile (WebMercatorQuad) as MVT, made by PostGIS; each zoom holds what the docs say."""
-    with db.begin() as conn:
-        body = tiles.tile(conn, collection, z, x, y, "mvt")
-    return _tile_response(body, MVT)
+    return _tile(request, db, collection, z, x, y, "mvt")
 
 
 @router.get(
@@ -44,11 +60,9 @@ def mvt_tile(collection: str, z: int, x: int, y: int, db: DbDep) -> Response:
     response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}, 204: {"description": EMPTY}},
 )
-def geojson_tile(collection: str, z: int, x: int, y: int, db: DbDep) -> Response:
+def geojson_tile(collection: str, z: int, x: int, y: int, request: Request, db: DbDep) -> Response:
     """One XYZ tile as GeoJSON: clipped to the tile plus a small buffer, simplified, lon/lat."""
-    with db.begin() as conn:
-        body = tiles.tile(conn, collection, z, x, y, "geojson")
-    return _tile_response(body, "application/geo+json")
+    return _tile(request, db, collection, z, x, y, "geojson")
 
 
 def _tilejson(request: Request, collection: str, db: Any) -> dict[str, Any]:
@@ -135,7 +149,8 @@ def ogc_tile(
     tileMatrix: int,
     tileRow: int,
     tileCol: int,
+    request: Request,
     db: DbDep,
 ) -> Response:
     """The same tile as `/tiles/{collection}/{z}/{x}/{y}.mvt` (row = y, column = x)."""
-    return mvt_tile(collectionId, tileMatrix, tileCol, tileRow, db)
+    return _tile(request, db, collectionId, tileMatrix, tileCol, tileRow, "mvt")

@@ -185,6 +185,10 @@ def check_overlaps(
             tie_break=settings.tie_break,
         )
     reasons = [{"code": e.code, "detail": e.message} for e in problems.values()]
+    # The province is known even when the shape is refused for its size or declared province.
+    located = found.get(0)
+    if located is None and 0 in problems and problems[0].where:
+        located = problems[0].where.get("located")
     if report.conflicts:
         names = ", ".join(c.ref for c in report.conflicts)
         reasons.append(
@@ -197,7 +201,7 @@ def check_overlaps(
     return {
         "candidate": {
             "licence_type": props.licence_type,
-            "province_code": found.get(0),
+            "province_code": located,
             "area_km2": round(report.area_km2, 6),
             "received_at": receipt.isoformat(),
             "crs": shape.crs,

@@ -294,7 +294,7 @@ def _locate(
                 f"{cand.licence_type} in {PROVINCES[code]} "
                 f"(source: {rule.sources.get('max_area_km2', 'configuration')})",
                 field="geometry",
-                where={"area_km2": _km2(total_m2), "max_area_km2": limit},
+                where={"area_km2": _km2(total_m2), "max_area_km2": limit, "located": code},
             )
             continue
         found[ord_] = code

@@ -217,3 +217,16 @@ def test_check_properties_given_twice_is_refused(client: TestClient) -> None:
     del feature["properties"]["holder"]
     r = client.post("/overlaps/check", params={"licence_type": "mining_lease"}, json=feature)
     refused(r, "licence_type")
+
+
+def test_check_names_the_province_of_a_shape_too_large_for_its_type(client: TestClient) -> None:
+    # A Punjab mining lease over the 250 km² limit: refused, but the province is known.
+    big = rect(72.0, 30.0, 72.2, 30.2)
+    r = client.post(
+        "/overlaps/check", params={"licence_type": "mining_lease", "minerals": "Salt"}, json=big
+    )
+    body = r.json()
+    assert r.status_code == 200, r.text
+    assert body["admissible"] is False
+    assert [x["code"] for x in body["reasons"]] == ["area_limit_exceeded"]
+    assert body["candidate"]["province_code"] == "PK-PB"

@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,22 +20,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from owslib.ogcapi.features import Features  # type: ignore[import-untyped]
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, text
 
 from api.app import create_app
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import make_engine
-from cadastre.db.jurisdictions import load_jurisdictions
-from cadastre.db.migrate import upgrade
 from cadastre.db.reserved import load_reserved_areas
 from cadastre.ingest import import_licences, read_licence_file
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+from tests.live import SAMPLE, live_server, scratch_database
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 TIMEOUT = 300  # seconds, for every subprocess
 # Central Punjab / Salt Range: holds a good share of the sample licences.
 BBOX = (71.5, 31.5, 73.5, 33.5)
@@ -52,12 +45,6 @@ def _tool(name: str) -> str:
             "(Debian package gdal-bin; scripts/setup.sh installs it)"
         )
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -77,51 +64,20 @@ class Service:
 @pytest.fixture(scope="module")
 def service(cluster: LocalCluster) -> Iterator[Service]:
     """A committed database with the sample data, and the real service over it."""
-    name = f"ogc_clients_{uuid.uuid4().hex}"
-    cluster.create_database(name)
-    url = cluster.url(name)
-    engine: Engine | None = None
-    srv: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
-    try:
-        upgrade(url)
+    with scratch_database(cluster, "ogc_clients") as url:
         engine = make_engine(url, pool_size=4)
-        provinces = json.loads((SAMPLE / "pakistan_admin1_provinces.geojson").read_text())
-        reserved = json.loads((SAMPLE / "reserved_areas_synthetic.geojson").read_text())
-        frame, crs = read_licence_file(SAMPLE / "licences_synthetic.geojson")
-        with engine.begin() as conn:
-            load_jurisdictions(conn, provinces["features"], source="test: geoBoundaries ADM1")
-            load_reserved_areas(conn, reserved["features"])
-            report = import_licences(conn, frame, crs, rules=RuleBook.load(), actor="test")
-        assert report.imported == len(frame) and not report.rejected
-
-        app = create_app(Settings(environment="test", database_url=url))
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on"
-        )
-        srv = uvicorn.Server(config)
-        thread = threading.Thread(target=srv.run, name="uvicorn-ogc-clients", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not srv.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        yield Service(f"http://127.0.0.1:{config.port}", engine)
-    finally:
-        if srv is not None and thread is not None:
-            srv.should_exit = True
-            thread.join(timeout=30)
-        if engine is not None:
-            engine.dispose()
-        admin = create_engine(
-            cluster.url("postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-        )
         try:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            reserved = json.loads((SAMPLE / "reserved_areas_synthetic.geojson").read_text())
+            frame, crs = read_licence_file(SAMPLE / "licences_synthetic.geojson")
+            with engine.begin() as conn:
+                load_reserved_areas(conn, reserved["features"])
+                report = import_licences(conn, frame, crs, rules=RuleBook.load(), actor="test")
+            assert report.imported == len(frame) and not report.rejected
+            app = create_app(Settings(environment="test", database_url=url))
+            with live_server(app, "uvicorn-ogc-clients") as base:
+                yield Service(base, engine)
         finally:
-            admin.dispose()
+            engine.dispose()
 
 
 def run(*args: str) -> str:

@@ -10,11 +10,7 @@ receipt tests in provinces no other test uses), so the tests do not meet.
 from __future__ import annotations
 
 import itertools
-import json
-import socket
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,21 +21,18 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import shapely
-import uvicorn
 from shapely.geometry import box, mapping
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, text
 
 from api.app import create_app
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import make_engine
-from cadastre.db.jurisdictions import load_jurisdictions
 from cadastre.db.licences import Candidate, Holder, Shape, Transition, register_licences, transition
-from cadastre.db.migrate import upgrade
 from cadastre.domain.geometry import intake
 from cadastre.errors import Conflict
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+from tests.live import live_server, scratch_database
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 N = 24  # concurrent actors in every race (>= 20)
@@ -65,59 +58,22 @@ class PrioDb:
     engine: Engine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prio(cluster: LocalCluster) -> Iterator[PrioDb]:
     """A database of its own, committed to for real, dropped at the end."""
-    name = f"prio_{uuid.uuid4().hex}"
-    cluster.create_database(name)
-    url = cluster.url(name)
-    engine: Engine | None = None
-    try:
-        upgrade(url)
+    with scratch_database(cluster, "prio") as url:
         engine = make_engine(url, pool_size=25)
-        provinces = json.loads((SAMPLE / "pakistan_admin1_provinces.geojson").read_text())
-        with engine.begin() as conn:
-            load_jurisdictions(conn, provinces["features"], source="test: geoBoundaries ADM1")
-        yield PrioDb(url, engine)
-    finally:
-        if engine is not None:
-            engine.dispose()
-        admin = create_engine(
-            cluster.url("postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-        )
         try:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            yield PrioDb(url, engine)
         finally:
-            admin.dispose()
+            engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def server(prio: PrioDb) -> Iterator[str]:
     """The real service on a free local port (uvicorn in a background thread)."""
-    app = create_app(Settings(environment="test", database_url=prio.url))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="uvicorn-priority", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
+    with live_server(create_app(Settings(environment="test", database_url=prio.url))) as url:
+        yield url
 
 
 # -------------------------------------------------------------------------- helpers

@@ -98,33 +98,6 @@ def serve_nocache(port: int) -> None:
 
 
 @contextlib.contextmanager
-def process(cmd: list[str], env: dict[str, str], health: str, log_file: Path) -> Iterator[None]:
-    fh = log_file.open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {log_file.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(health, timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{health} did not answer within 60 s")
-            time.sleep(0.2)
-        yield
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        fh.close()
-
-
-@contextlib.contextmanager
 def tipg(harness: Path, pg_url: str, port: int, rundir: Path) -> Iterator[str]:
     env = {
         **os.environ,
@@ -617,13 +590,13 @@ def main(argv: list[str] | None = None) -> int:
         p_cold, p_warm, p_tipg = rb.free_port(), rb.free_port(), rb.free_port()
         cold, warm = f"http://127.0.0.1:{p_cold}", f"http://127.0.0.1:{p_warm}"
         with (
-            process(
+            rb.process(
                 [sys.executable, str(Path(__file__).resolve()), "--serve-nocache", str(p_cold)],
                 env,
                 cold + "/health",
                 work / "cold.log",
             ),
-            process(
+            rb.process(
                 [str(rb.CADASTRE), "serve", "--host", "127.0.0.1", "--port", str(p_warm)],
                 env,
                 warm + "/health",

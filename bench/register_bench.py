@@ -286,30 +286,22 @@ def time_import(path: Path, url: str, log_file: Path) -> float:
 
 
 @contextlib.contextmanager
-def serving(url: str, port: int, log_file: Path) -> Iterator[str]:
-    env = {**os.environ, "CADASTRE_DATABASE_URL": url}
+def process(cmd: list[str], env: dict[str, str], health: str, log_file: Path) -> Iterator[None]:
+    """Run ``cmd`` until the block ends; wait (60 s at most) until ``health`` answers 200."""
     fh = log_file.open("w")
-    proc = subprocess.Popen(
-        [str(CADASTRE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {log_file.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(health, timeout=2).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not answer /health within 60 s")
+                raise RuntimeError(f"{health} did not answer within 60 s")
             time.sleep(0.2)
-        yield base
+        yield
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -319,6 +311,16 @@ def serving(url: str, port: int, log_file: Path) -> Iterator[str]:
                 proc.kill()
                 proc.wait()
         fh.close()
+
+
+@contextlib.contextmanager
+def serving(url: str, port: int, log_file: Path) -> Iterator[str]:
+    """``cadastre serve`` on ``port`` over the database at ``url``; yields its base URL."""
+    base = f"http://127.0.0.1:{port}"
+    cmd = [str(CADASTRE), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "CADASTRE_DATABASE_URL": url}
+    with process(cmd, env, f"{base}/health", log_file):
+        yield base
 
 
 def page_through(base: str, count: int, limit: int) -> tuple[list[float], float, int]:

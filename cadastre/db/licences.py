@@ -588,7 +588,7 @@ def snapshot(conn: Connection, ids: Sequence[int]) -> None:
         .where(licence_versions.c.valid_to.is_(None))
         .values(valid_to=func.now())
     )
-    state = [c for c in licences.c if c.name not in ("id", "area_km2")]
+    state = [c for c in licences.c if c.name in licence_versions.c and c.computed is None]
     conn.execute(
         licence_versions.insert().from_select(
             ["licence_id", *(c.name for c in state), "valid_from"],

@@ -143,11 +143,47 @@ def _licence_state_columns() -> list[Column[object]]:
     ]
 
 
+# Map generalisation, derived by PostGIS from ``geom`` (see cadastre/db/tiles.py):
+# Web Mercator geometry simplified for zoom bands, and the zoom from which a
+# licence is big enough to draw. Stored, so no tile pays for them.
+WORLD_M = 40075016.68557849  # Web Mercator metres per tile at zoom 0
+#: Smallest zoom at which a geometry spans at least 4 pixels of a 256-pixel tile
+#: (an IMMUTABLE SQL function, so a generated column may use it).
+MINZOOM_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION cadastre_minzoom(g geometry) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN span > 0
+        THEN greatest(0, least(30, ceil(log(2.0, ({WORLD_M} / (64.0 * span))::numeric))))::integer
+        ELSE 30 END
+    FROM (SELECT greatest(ST_XMax(b) - ST_XMin(b), ST_YMax(b) - ST_YMin(b)) AS span
+          FROM (SELECT ST_Transform(ST_Envelope(g), 3857) AS b) AS box) AS s
+$$;
+"""  # noqa: S608 - constants of this module
+MINZOOM = "cadastre_minzoom(geom)"
+#: Low zooms (0-8) draw only licences of at least 4 pixels, simplified to a quarter
+#: pixel of zoom 8; zooms 9-11 draw every licence simplified to a quarter pixel of zoom 11.
+LOW_ZOOM_MAX = 8
+#: Zooms with a partial index of their own on geom_low (lower zooms use the first).
+LOW_INDEX_ZOOMS = (4, 5, 6, 7, 8)
+GEOM_LOW = "ST_SimplifyPreserveTopology(ST_Transform(geom, 3857), 152.87405657)"
+GEOM_MID = "ST_SimplifyPreserveTopology(ST_Transform(geom, 3857), 19.10925707)"
+
 licences = Table(
     "licences",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
     *_licence_state_columns(),
+    Column("minzoom", Integer, Computed(MINZOOM, persisted=True), comment="drawn from this zoom"),
+    Column(
+        "geom_low",
+        Geometry("GEOMETRY", srid=3857, spatial_index=False),
+        Computed(GEOM_LOW, persisted=True),
+    ),
+    Column(
+        "geom_mid",
+        Geometry("GEOMETRY", srid=3857, spatial_index=False),
+        Computed(GEOM_MID, persisted=True),
+    ),
     UniqueConstraint("licence_no"),
     UniqueConstraint("province_code", "receipt_seq"),
     CheckConstraint(f"status IN ({_status_list})", name="status"),
@@ -158,6 +194,17 @@ licences = Table(
     Index("ix_licences_holder_id", "holder_id"),
     Index("ix_licences_status_province", "status", "province_code"),
     Index("ix_licences_minerals", "minerals", postgresql_using="gin"),
+    # One small index per low zoom band: a zoom-z tile reads only licences drawn at z.
+    *(
+        Index(
+            f"ix_licences_geom_low_z{z}",
+            "geom_low",
+            postgresql_using="gist",
+            postgresql_where=text(f"minzoom <= {z}"),
+        )
+        for z in LOW_INDEX_ZOOMS
+    ),
+    Index("ix_licences_geom_mid", "geom_mid", postgresql_using="gist"),
 )
 
 # Every state a licence has been in: the current one has valid_to NULL. Answers
@@ -288,3 +335,263 @@ _GENERATION_TRIGGERS = "".join(
     for t in GENERATION_TABLES
 )
 GENERATION_DDL = _GENERATION_FUNCTION + _GENERATION_TRIGGERS
+GENERATION_PLAIN_FUNCTION = _GENERATION_FUNCTION
+
+GENERATION_NOTIFY_DDL = """
+CREATE OR REPLACE FUNCTION cadastre_bump_generation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_value bigint;
+BEGIN
+    UPDATE register_generation SET value = value + 1 WHERE id = 1 RETURNING value INTO new_value;
+    -- Delivered when the transaction commits, to every listening server process.
+    PERFORM pg_notify('cadastre_generation', new_value::text);
+    RETURN NULL;
+END
+$$;
+"""
+#: Channel on which each committed generation is announced.
+GENERATION_CHANNEL = "cadastre_generation"
+
+# Licences too small to draw at a low zoom, counted per cell of a 64 x 64 grid per
+# tile (a cell is 4 pixels of a 256-pixel tile) and per status, type and province.
+# Kept exact by statement triggers on ``licences`` in the writing transaction.
+licence_density = Table(
+    "licence_density",
+    metadata,
+    Column("level", Integer, nullable=False, comment="the zoom whose tiles the cells divide"),
+    Column("cx", Integer, nullable=False, comment="cell column, from the west"),
+    Column("cy", Integer, nullable=False, comment="cell row, from the north"),
+    Column("status", Text, nullable=False),
+    Column("licence_type", Text, nullable=False),
+    Column("province_code", Text, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("area_km2", Float, nullable=False),
+    PrimaryKeyConstraint("level", "cx", "cy", "status", "licence_type", "province_code"),
+)
+
+# The same cells without the breakdown: what an unfiltered low-zoom tile reads
+# (at most 64 x 64 rows per tile, whatever the size of the register).
+licence_cells = Table(
+    "licence_cells",
+    metadata,
+    Column("level", Integer, nullable=False),
+    Column("cx", Integer, nullable=False),
+    Column("cy", Integer, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("applied", Integer, nullable=False),
+    Column("granted", Integer, nullable=False),
+    Column("area_km2", Float, nullable=False),
+    PrimaryKeyConstraint("level", "cx", "cy"),
+)
+
+#: Cells per tile side, and the finest level's cell size in Web Mercator metres.
+DENSITY_CELLS = 64
+_CELL_M = WORLD_M / (DENSITY_CELLS * 2**LOW_ZOOM_MAX)
+
+
+def finest_cell(geom: str) -> str:
+    """A subquery giving ``cx, cy``: the finest density cell holding ``geom``.
+
+    The cell is the one holding the centre of the geometry's Web Mercator
+    bounding box; cells of coarser levels are these shifted right, so they nest.
+    """
+    half = WORLD_M / 2
+    return f"""(
+        SELECT floor(((ST_XMin(b) + ST_XMax(b)) / 2 + {half}) / {_CELL_M})::int AS cx,
+               floor(({half} - (ST_YMin(b) + ST_YMax(b)) / 2) / {_CELL_M})::int AS cy
+        FROM (SELECT ST_Transform(ST_Envelope({geom}), 3857) AS b) AS box
+    )"""  # noqa: S608 - geom is a column name of this project
+
+
+def _level_rows(source: str) -> str:
+    """Each licence of ``source`` at each level below its ``minzoom``, with its cell there."""
+    return f"""
+        SELECT lv.level,
+               c.cx >> ({LOW_ZOOM_MAX} - lv.level) AS cx,
+               c.cy >> ({LOW_ZOOM_MAX} - lv.level) AS cy,
+               r.status, r.licence_type, r.province_code, r.area_km2
+        FROM {source} AS r
+        CROSS JOIN LATERAL {finest_cell("r.geom")} AS c
+        JOIN generate_series(0, {LOW_ZOOM_MAX}) AS lv(level) ON r.minzoom > lv.level
+    """  # noqa: S608 - source is a table name of this module
+
+
+def density_rows(source: str) -> str:
+    """SELECT of the ``licence_density`` rows that the licences in ``source`` contribute."""
+    return f"""
+        SELECT level, cx, cy, status, licence_type, province_code,
+               count(*)::int AS n, sum(area_km2) AS area_km2
+        FROM ({_level_rows(source)}) AS x
+        GROUP BY level, cx, cy, status, licence_type, province_code
+    """  # noqa: S608
+
+
+def cell_rows(source: str) -> str:
+    """SELECT of the ``licence_cells`` rows that the licences in ``source`` contribute."""
+    return f"""
+        SELECT level, cx, cy, count(*)::int AS n,
+               count(*) FILTER (WHERE status = 'applied')::int AS applied,
+               count(*) FILTER (WHERE status = 'granted')::int AS granted,
+               sum(area_km2) AS area_km2
+        FROM ({_level_rows(source)}) AS x
+        GROUP BY level, cx, cy
+    """  # noqa: S608
+
+
+def _match(keys: str) -> str:
+    return " AND ".join(f"d.{k} = a.{k}" for k in keys.split(", "))
+
+
+def _add(table: str, keys: str, values: tuple[str, ...], rows: str) -> str:
+    sets = ", ".join(f"{v} = d.{v} + EXCLUDED.{v}" for v in values)
+    return f"""
+    INSERT INTO {table} AS d ({keys}, {", ".join(values)})
+    {rows}
+    ON CONFLICT ({keys}) DO UPDATE SET {sets};
+    """
+
+
+def _remove(table: str, keys: str, values: tuple[str, ...], rows: str) -> str:
+    sets = ", ".join(f"{v} = d.{v} - a.{v}" for v in values)
+    return f"""
+    UPDATE {table} AS d SET {sets} FROM ({rows}) AS a WHERE {_match(keys)};
+    DELETE FROM {table} AS d WHERE d.n <= 0 AND ({keys}) IN (SELECT {keys} FROM ({rows}) AS a);
+    """  # noqa: S608
+
+
+_DENSITY = (
+    "licence_density",
+    "level, cx, cy, status, licence_type, province_code",
+    ("n", "area_km2"),
+)
+_CELLS = ("licence_cells", "level, cx, cy", ("n", "applied", "granted", "area_km2"))
+
+
+def _density_add(source: str) -> str:
+    return _add(*_DENSITY, density_rows(source)) + _add(*_CELLS, cell_rows(source))
+
+
+def _density_remove(source: str) -> str:
+    return _remove(*_DENSITY, density_rows(source)) + _remove(*_CELLS, cell_rows(source))
+
+
+def _trigger_function(name: str, body: str) -> str:
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+{body}
+    RETURN NULL;
+END
+$$;
+"""
+
+
+DENSITY_DDL = (
+    _trigger_function("cadastre_density_insert", _density_add("new_rows"))  # noqa: S608
+    + _trigger_function(
+        "cadastre_density_update", _density_remove("old_rows") + _density_add("new_rows")
+    )
+    + _trigger_function("cadastre_density_delete", _density_remove("old_rows"))
+    + _trigger_function(
+        "cadastre_density_truncate",
+        "    DELETE FROM licence_density;\n    DELETE FROM licence_cells;",
+    )
+    + """
+CREATE TRIGGER licences_density_insert AFTER INSERT ON licences
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_density_insert();
+CREATE TRIGGER licences_density_update AFTER UPDATE ON licences
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_density_update();
+CREATE TRIGGER licences_density_delete AFTER DELETE ON licences
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_density_delete();
+CREATE TRIGGER licences_density_truncate AFTER TRUNCATE ON licences
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_density_truncate();
+"""
+    + _density_add("licences")
+)
+DENSITY_DROP = """
+DROP TRIGGER IF EXISTS licences_density_insert ON licences;
+DROP TRIGGER IF EXISTS licences_density_update ON licences;
+DROP TRIGGER IF EXISTS licences_density_delete ON licences;
+DROP TRIGGER IF EXISTS licences_density_truncate ON licences;
+DROP FUNCTION IF EXISTS cadastre_density_insert();
+DROP FUNCTION IF EXISTS cadastre_density_update();
+DROP FUNCTION IF EXISTS cadastre_density_delete();
+DROP FUNCTION IF EXISTS cadastre_density_truncate();
+"""
+
+SURVEY_KINDS = (
+    "geology",
+    "occurrences",
+    "geochemistry",
+    "geophysics",
+    "drill_holes",
+    "elevation",
+    "other",
+)
+_survey_kind_list = ", ".join(f"'{k}'" for k in SURVEY_KINDS)
+
+# The catalogue of survey layers, vector and raster: each is an OGC API
+# collection and a tile source the moment its row commits.
+survey_layers = Table(
+    "survey_layers",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("slug", Text, nullable=False, unique=True, comment="collection id"),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("storage", Text, nullable=False, comment="vector or raster"),
+    Column("description", Text),
+    Column("source", Text, nullable=False, comment="who made it, where it came from"),
+    Column("licence", Text, nullable=False, comment="the data licence, e.g. CC BY 4.0"),
+    Column("synthetic", Boolean, nullable=False, server_default=text("false")),
+    Column("original_crs", Text, comment="CRS of the file as received"),
+    Column("geometry_type", Text, comment="vector: Point, LineString, Polygon or mixed"),
+    Column(
+        "attributes",
+        JSONB,
+        nullable=False,
+        server_default=text("'[]'::jsonb"),
+        comment="attribute schema: [{name, type}] with type string, integer, number, date",
+    ),
+    Column("feature_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("extent", Geometry("POLYGON", srid=4326, spatial_index=False), comment="footprint"),
+    Column(
+        "raster",
+        JSONB,
+        comment="raster: path, crs, resolution, width, height, bands, dtype, nodata, units, stats",
+    ),
+    Column("loaded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("loaded_by", Text, nullable=False),
+    CheckConstraint(f"kind IN ({_survey_kind_list})", name="kind"),
+    CheckConstraint("storage IN ('vector', 'raster')", name="storage"),
+    CheckConstraint("slug ~ '^[a-z][a-z0-9_]{0,62}$'", name="slug"),
+)
+
+# The features of every vector survey layer, with their attributes as JSON.
+survey_features = Table(
+    "survey_features",
+    metadata,
+    Column(
+        "layer_id",
+        BigInteger,
+        ForeignKey("survey_layers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("fid", BigInteger, nullable=False, comment="feature id within the layer, from 1"),
+    Column("properties", JSONB, nullable=False),
+    Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
+    PrimaryKeyConstraint("layer_id", "fid"),
+    Index("ix_survey_features_geom", "geom", postgresql_using="gist"),
+)
+
+SURVEY_GENERATION_TABLES = ("survey_layers", "survey_features")
+SURVEY_GENERATION_DDL = "".join(
+    f"CREATE TRIGGER {t}_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION cadastre_bump_generation();\n"
+    for t in SURVEY_GENERATION_TABLES
+)

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.middleware.gzip import GZipMiddleware
 from sqlalchemy import text
+from starlette_compress import CompressMiddleware, add_compress_type
 
 from api import errors
 from api.caching import TileCache
@@ -16,6 +16,9 @@ from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+
+#: Answers worth compressing besides the middleware's defaults (JSON, HTML, text).
+COMPRESSED = ("application/geo+json", "application/schema+json", "text/csv")
 
 DESCRIPTION = """
 The register and map behind Pakistan's mining cadastre: mineral licence
@@ -41,9 +44,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db or Database(make_engine(database_url(settings)))
+        if settings.listen_generation:
+            app.state.db.listen()
         try:
             yield
         finally:
+            app.state.db.generation.stop()
             if owned:
                 app.state.db.dispose()
 
@@ -65,7 +71,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(tiles.router)
     app.include_router(register.router)
     errors.install(app)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    for media_type in COMPRESSED:
+        add_compress_type(media_type)
+    # zstd, brotli or gzip, as the client accepts; tiles come compressed already.
+    app.add_middleware(CompressMiddleware, minimum_size=1024)
 
     @app.get("/health", tags=["service"], summary="Health")
     def health(request: Request) -> dict[str, str]:

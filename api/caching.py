@@ -1,35 +1,69 @@
-"""HTTP caching: strong ETags from the register's generation, 304s, and a tile cache.
+"""HTTP caching: strong ETags from the register's generation, 304s, compression and a tile cache.
 
 Every map answer (tiles, feature pages, licence lists) is a function of the
 request and of the register's committed state. The state is summed up by the
 generation number (:mod:`cadastre.db.generation`), which changes the moment a
 change commits. So
 
-* the ETag is a hash of (generation, request, whether the body is gzipped), and
-  a matching ``If-None-Match`` is answered 304 before any map query runs;
+* the ETag is a hash of (generation, request, content coding), and a matching
+  ``If-None-Match`` is answered 304 before any map query runs;
 * ``Cache-Control: no-cache`` makes clients revalidate every time, so no client
   shows a licence as pending after its grant committed;
 * tiles are cached in memory under (generation, tile), so a change makes every
-  older entry unreachable at once; the least recently used go first.
+  older entry unreachable at once; the least recently used go first. A cached
+  tile keeps its compressed forms (gzip, brotli), made once on first demand.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Hashable
 
+import brotli
+import zstandard
 from fastapi import Request, Response
 
 CACHE_CONTROL = "no-cache"
+#: Content codings, best first: the compression middleware's order, so a tile and
+#: a page in the same coding carry the same kind of ETag.
+CODINGS = ("zstd", "br", "gzip")
 
 
-def etag_for(request: Request, generation: int) -> str:
-    """A strong ETag for this request's answer at ``generation``."""
-    gzip = "gzip" in request.headers.get("accept-encoding", "")
+def accepted_codings(request: Request) -> set[str]:
+    """Content codings the client accepts (``q`` > 0), lower case."""
+    accepted: set[str] = set()
+    for part in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            key, _, value = p.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name and q > 0:
+            accepted.add(name.strip().lower())
+    return accepted
+
+
+def response_coding(request: Request) -> str:
+    """The coding the compression middleware chooses for a compressible answer (and tiles)."""
+    accepted = accepted_codings(request)
+    for coding in CODINGS:
+        if coding in accepted:
+            return coding
+    return "identity"
+
+
+def etag_for(request: Request, generation: int, coding: str | None = None) -> str:
+    """A strong ETag for this request's answer at ``generation`` in ``coding``."""
+    coding = coding or response_coding(request)
     accept = request.headers.get("accept", "")
-    key = f"{generation}|{request.url.path}|{request.url.query}|{accept}|{gzip}"
+    key = f"{generation}|{request.url.path}|{request.url.query}|{accept}|{coding}"
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 
@@ -48,32 +82,67 @@ def tag(response: Response, etag: str) -> Response:
     return response
 
 
+class Tile:
+    """A finished tile: its bytes (empty for an empty tile) and their compressed forms."""
+
+    __slots__ = ("_coded", "body")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._coded: dict[str, bytes] = {}
+
+    def coded(self, coding: str) -> bytes:
+        """The body in ``coding`` (identity, zstd, br or gzip), compressed once."""
+        if coding == "identity" or not self.body:
+            return self.body
+        found = self._coded.get(coding)
+        if found is None:
+            if coding == "br":
+                found = brotli.compress(self.body, quality=5)
+            elif coding == "zstd":
+                found = zstandard.ZstdCompressor(level=6).compress(self.body)
+            else:
+                found = gzip.compress(self.body, compresslevel=6, mtime=0)
+            self._coded[coding] = found
+        return found
+
+    @property
+    def size(self) -> int:
+        """Bytes charged to the cache: room for the body and its compressed forms."""
+        return 2 * len(self.body) + 64
+
+
 class TileCache:
     """Finished tiles by (generation, key), bounded in bytes, least recently used out first."""
 
     def __init__(self, max_bytes: int = 128 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[int, Hashable], Tile] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get_or_make(self, generation: int, key: str, make: Callable[[], bytes]) -> bytes:
-        """The cached tile, or ``make()`` stored under this generation."""
+    def get(self, generation: int, key: Hashable) -> Tile | None:
         with self._lock:
             found = self._items.get((generation, key))
             if found is not None:
                 self._items.move_to_end((generation, key))
                 self.hits += 1
-                return found
-            self.misses += 1
-        body = make()
+            else:
+                self.misses += 1
+            return found
+
+    def put(self, generation: int, key: Hashable, tile: Tile) -> Tile:
+        """Keep ``tile`` (unless one was stored meanwhile, which is returned instead)."""
         with self._lock:
-            if (generation, key) not in self._items and len(body) <= self.max_bytes:
-                self._items[(generation, key)] = body
-                self._size += len(body)
+            held = self._items.get((generation, key))
+            if held is not None:
+                return held
+            if tile.size <= self.max_bytes:
+                self._items[(generation, key)] = tile
+                self._size += tile.size
                 while self._size > self.max_bytes:
                     _, old = self._items.popitem(last=False)
-                    self._size -= len(old)
-        return body
+                    self._size -= old.size
+            return tile

@@ -363,7 +363,7 @@ def ours_sql(url: str, paths: list[str], conc: int, a: argparse.Namespace) -> di
             try:
                 with engine.begin() as conn:
                     if kind == "t":
-                        b += len(tiles.tile(conn, "licences", *arg))
+                        b += len(tiles.tile(conn, "licences", *arg) or b"")
                     else:
                         b += len(features.items(conn, coll, arg).features_json)
             except Exception as ex:

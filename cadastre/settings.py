@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         description="How simultaneous applications (same receipt date) are decided; "
         "Balochistan Mineral Rules 2002 r.10 leave it to the authority.",
     )
+    listen_generation: bool = Field(
+        default=True,
+        description="Follow committed changes by LISTEN, so cached tiles are served "
+        "without asking the database (off: ask it on every tile).",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"

@@ -93,16 +93,16 @@ class SavepointDatabase(Database):
     """Hands out the test's connection; each ``begin`` is a savepoint in the outer transaction."""
 
     def __init__(self, connection: Connection) -> None:
+        super().__init__(connection.engine)
         self.connection = connection
-        self.engine = connection.engine
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
         with self.connection.begin_nested():
             yield self.connection
 
     def dispose(self) -> None:
-        pass
+        self.generation.stop()
 
 
 @pytest.fixture

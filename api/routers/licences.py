@@ -23,8 +23,8 @@ from api.schemas import (
     TransitionIn,
     errors,
 )
-from cadastre.db import generation, overlaps
 from cadastre.db import licences as reg
+from cadastre.db import overlaps
 from cadastre.domain.geometry import intake
 from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
@@ -240,7 +240,7 @@ def list_licences(
         limit=page_size,
     )
     with db.begin() as conn:
-        etag = etag_for(request, generation.current(conn))
+        etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
         if held is not None:
             return held
@@ -277,7 +277,7 @@ def list_licences(
 def read_licence(licence_id: int, request: Request, db: DbDep) -> Response:
     """One licence as a GeoJSON Feature, with its coordinates as submitted."""
     with db.begin() as conn:
-        etag = etag_for(request, generation.current(conn))
+        etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
         if held is not None:
             return held

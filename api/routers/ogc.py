@@ -12,8 +12,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.caching import etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
-from cadastre.db import cql2, generation
+from cadastre.db import cql2
 from cadastre.db import features as feat
+from cadastre.db.filters import PARAMS as FILTER_PARAMS
+from cadastre.db.filters import LicenceFilter
 from cadastre.errors import BadQuery
 
 router = APIRouter(tags=["OGC API - Features"])
@@ -50,6 +52,7 @@ ITEMS_PARAMS = {
     "properties",
     "sortby",
     "f",
+    *FILTER_PARAMS,
 }
 ITEM_PARAMS = {"crs", "properties", "f"}
 PLAIN_PARAMS = {"f"}
@@ -299,6 +302,7 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
         bbox_flip=bbox_flip,
         interval=_interval(p["datetime"]) if "datetime" in p else None,
         filter=flt,
+        plain=LicenceFilter.from_params(p, request.app.state.rules.types),
         properties=tuple(_names(c, p["properties"], "properties")) if "properties" in p else None,
         sortby=tuple(sortby),
         limit=_int(request, "limit", settings.page_default, 1, settings.page_max),
@@ -326,12 +330,13 @@ def get_items(
     db: DbDep,
     settings: SettingsDep,
 ) -> Response:
-    """Features as GeoJSON: bbox, datetime, CQL2 filter, properties, sortby, crs, paging."""
+    """Features as GeoJSON: bbox, datetime, CQL2 filter, properties, sortby, crs, paging;
+    for licences also `status`, `type`, `province` and `mineral` (comma-separated lists)."""
     _check_params(request, ITEMS_PARAMS)
     c = feat.get_collection(collectionId)
     q = _query(request, c, settings)
     with db.begin() as conn:
-        etag = etag_for(request, generation.current(conn))
+        etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
         if held is not None:
             return held
@@ -402,7 +407,7 @@ def get_item(
         properties=tuple(_names(c, props, "properties")) if props else None,
     )
     with db.begin() as conn:
-        etag = etag_for(request, generation.current(conn))
+        etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
         if held is not None:
             return held

@@ -2,45 +2,103 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
-from api.caching import TileCache, etag_for, not_modified, tag
+from api.caching import CACHE_CONTROL, Tile, TileCache, etag_for, not_modified, response_coding
 from api.deps import DbDep
-from cadastre.db import generation, tiles
+from cadastre.db import cql2, generation, tiles
+from cadastre.db.engine import Database
 from cadastre.db.features import extent, get_collection
+from cadastre.db.filters import PARAMS as FILTER_PARAMS
+from cadastre.db.filters import LicenceFilter
+from cadastre.errors import BadQuery
 
 router = APIRouter(tags=["tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
 EMPTY = (
     "An empty tile is answered 204 No Content, for both formats (map libraries treat it as "
-    "an empty tile). Every tile carries a strong ETag; a matching If-None-Match gets 304."
+    "an empty tile). Every tile carries a strong ETag; a matching If-None-Match gets 304. "
+    "Tiles are compressed (zstd, brotli or gzip) when the client accepts it."
+)
+TILE_PARAMS = frozenset({*FILTER_PARAMS, "filter", "filter-lang", "filter-crs"})
+FILTERS_DOC = (
+    " Filters, the same as for items: `status`, `type`, `province`, `mineral` "
+    "(comma-separated lists; licences only) and a CQL2 `filter` (`filter-lang` cql2-text or "
+    "cql2-json) over the collection's queryables."
 )
 
 
-def _tile(
-    request: Request, db: Any, collection: str, z: int, x: int, y: int, kind: str
-) -> Response:
-    """A tile through the validators and the cache: 304, cached bytes, or PostGIS."""
+def _query(request: Request, collection: str) -> tiles.TileQuery:
+    """The request's filters, validated; unknown parameters are refused."""
+    params = request.query_params
+    if not params:
+        return tiles.TileQuery()
+    for name in params:
+        if name not in TILE_PARAMS:
+            raise BadQuery(
+                f"unknown query parameter {name!r}; tiles take {', '.join(sorted(TILE_PARAMS))}",
+                field=name,
+            )
+    plain = LicenceFilter.from_params(params, request.app.state.rules.types)
+    if "filter" not in params:
+        return tiles.TileQuery(plain=plain)
+    if params.get("filter-crs") not in (None, "http://www.opengis.net/def/crs/OGC/1.3/CRS84"):
+        raise BadQuery("filter-crs must be CRS84", field="filter-crs")
+    c = get_collection(collection)
+    tree = cql2.parse(params["filter"], params.get("filter-lang", "cql2-text"))
+    columns = {name: c.column(name) for name in c.queryables}
+    cond = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates)
+    return tiles.TileQuery(plain=plain, cql=cond, cql_key=json.dumps(tree), collection=c)
+
+
+async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind: str) -> Response:
+    """A tile through the validators and the cache: 304, cached bytes, or PostGIS.
+
+    A cache hit touches no database and no thread: the generation comes from
+    the process's watch (:class:`cadastre.db.generation.Watch`).
+    """
+    tiles.check_tile(z, x, y)
+    tiles.layer(collection)
+    query = _query(request, collection)
+    db: Database = request.app.state.db
+    gen = db.generation.known()
+    if gen is None:
+        gen = await run_in_threadpool(_committed_generation, db)
+    coding = response_coding(request)
+    etag = etag_for(request, gen, coding)
+    held = not_modified(request, etag)
+    if held is not None:
+        return held
+    cache: TileCache = request.app.state.tile_cache
+    key = (kind, collection, z, x, y, query.key())
+    found = cache.get(gen, key)
+    if found is None:
+        body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query)
+        found = cache.put(gen, key, Tile(body or b""))
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    if not found.body:
+        return Response(status_code=204, headers=headers)
+    if coding != "identity":
+        headers["Content-Encoding"] = coding
     media_type = MVT if kind == "mvt" else "application/geo+json"
+    return Response(found.coded(coding), media_type=media_type, headers=headers)
+
+
+def _committed_generation(db: Database) -> int:
     with db.begin() as conn:
-        gen = generation.current(conn)
-        etag = etag_for(request, gen)
-        held = not_modified(request, etag)
-        if held is not None:
-            return held
+        return generation.current(conn)
 
-        def make() -> bytes:
-            body = tiles.tile(conn, collection, z, x, y, kind)
-            return body if isinstance(body, bytes) else (body or "").encode()
 
-        cache: TileCache = request.app.state.tile_cache
-        body = cache.get_or_make(gen, f"{kind}/{collection}/{z}/{x}/{y}", make)
-    if not body or body == b'{"type" : "FeatureCollection", "features" : []}':
-        return tag(Response(status_code=204), etag)
-    return tag(Response(body, media_type=media_type), etag)
+def _make(
+    db: Database, collection: str, z: int, x: int, y: int, kind: str, query: tiles.TileQuery
+) -> bytes | None:
+    with db.begin() as conn:
+        return tiles.tile(conn, collection, z, x, y, kind, query)
 
 
 @router.get(
@@ -49,9 +107,10 @@ def _tile(
     response_class=Response,
     responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}},
 )
-def mvt_tile(collection: str, z: int, x: int, y: int, request: Request, db: DbDep) -> Response:
-    """One XYZ tile (WebMercatorQuad) as MVT, made by PostGIS; each zoom holds what the docs say."""
-    return _tile(request, db, collection, z, x, y, "mvt")
+async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
+    """One XYZ tile (WebMercatorQuad) as MVT, made by PostGIS; each zoom holds what the docs
+    of the tile layers say (below zoom 9: large licences plus a `licence_density` layer)."""
+    return await _tile(request, collection, z, x, y, "mvt")
 
 
 @router.get(
@@ -60,9 +119,10 @@ def mvt_tile(collection: str, z: int, x: int, y: int, request: Request, db: DbDe
     response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}, 204: {"description": EMPTY}},
 )
-def geojson_tile(collection: str, z: int, x: int, y: int, request: Request, db: DbDep) -> Response:
-    """One XYZ tile as GeoJSON: clipped to the tile plus a small buffer, simplified, lon/lat."""
-    return _tile(request, db, collection, z, x, y, "geojson")
+async def geojson_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
+    """One XYZ tile as GeoJSON: clipped to the tile plus a small buffer, simplified, lon/lat.
+    Below zoom 9 density cells are features with `"layer": "licence_density"`."""
+    return await _tile(request, collection, z, x, y, "geojson")
 
 
 def _tilejson(request: Request, collection: str, db: Any) -> dict[str, Any]:
@@ -82,17 +142,40 @@ def _tilejson(request: Request, collection: str, db: Any) -> dict[str, Any]:
         "maxzoom": tiles.MAX_ZOOM,
         "bounds": bounds,
         "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 5],
-        "vector_layers": [
-            {
-                "id": lay.id,
-                "description": "Attributes from zoom 8; below it only "
-                + ", ".join(lay.low_zoom_attributes),
-                "minzoom": 0,
-                "maxzoom": tiles.MAX_ZOOM,
-                "fields": {a: "String" for a in lay.attributes},
-            }
-        ],
+        "vector_layers": _vector_layers(lay),
     }
+
+
+def _vector_layers(lay: tiles.TileLayer) -> list[dict[str, Any]]:
+    numbers = {"area_km2", "n", "applied", "granted"}
+    layers: list[dict[str, Any]] = [
+        {
+            "id": lay.id,
+            "description": f"All attributes from zoom {tiles.LOW_ZOOM_MAX + 1}; below it only "
+            + ", ".join(lay.low_zoom_attributes)
+            + (
+                f", and only licences spanning at least 4 pixels (the rest are in "
+                f"{tiles.DENSITY_LAYER})"
+                if lay.id == "licences"
+                else ""
+            ),
+            "minzoom": 0,
+            "maxzoom": tiles.MAX_ZOOM,
+            "fields": {a: "Number" if a in numbers else "String" for a in lay.attributes},
+        }
+    ]
+    if lay.id == "licences":
+        layers.append(
+            {
+                "id": tiles.DENSITY_LAYER,
+                "description": "Licences too small to draw, counted per cell of a 64 x 64 grid "
+                "per tile: n (licences), applied, granted, area_km2 (summed)",
+                "minzoom": 0,
+                "maxzoom": tiles.LOW_ZOOM_MAX,
+                "fields": {a: "Number" for a in tiles.DENSITY_ATTRIBUTES},
+            }
+        )
+    return layers
 
 
 @router.get("/tiles/{collection}/tilejson.json", summary="TileJSON 3.0 of a tile source")
@@ -144,13 +227,12 @@ def tileset(collectionId: str, request: Request) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}},
 )
-def ogc_tile(
+async def ogc_tile(
     collectionId: str,
     tileMatrix: int,
     tileRow: int,
     tileCol: int,
     request: Request,
-    db: DbDep,
 ) -> Response:
     """The same tile as `/tiles/{collection}/{z}/{x}/{y}.mvt` (row = y, column = x)."""
-    return _tile(request, db, collectionId, tileMatrix, tileCol, tileRow, "mvt")
+    return await _tile(request, collectionId, tileMatrix, tileCol, tileRow, "mvt")

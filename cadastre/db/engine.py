@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from cadastre.db.cluster import LocalCluster
+from cadastre.db.generation import Watch, current
 from cadastre.settings import Settings
 
 
@@ -50,11 +51,39 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.generation = Watch()
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; subclasses may make it a savepoint (tests)."""
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction; when it changed the map, the generation it committed is noted."""
+        committed: int | None = None
+        with self.transaction() as conn:
+            conn.info.pop("cadastre_wrote", None)
+            try:
+                yield conn
+                if conn.info.get("cadastre_wrote"):
+                    committed = current(conn)
+            finally:
+                conn.info.pop("cadastre_wrote", None)
+        if committed is not None:
+            self.generation.at_least(committed)
+
+    def map_generation(self, conn: Connection) -> int:
+        """The committed generation: from the watch when it can vouch for it, else asked."""
+        known = self.generation.known()
+        return known if known is not None else current(conn)
+
+    def listen(self) -> None:
+        """Follow generations committed by other processes (see :class:`Watch`)."""
+        url = self.engine.url.set(drivername="postgresql")
+        self.generation.start(url.render_as_string(hide_password=False))
+
     def dispose(self) -> None:
+        self.generation.stop()
         self.engine.dispose()

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import Numeric, Text
 
+from cadastre.db.filters import LicenceFilter
 from cadastre.db.tables import jurisdictions, licence_versions, parties, reserved_areas
 from cadastre.errors import BadQuery, NotFound
 
@@ -59,7 +60,7 @@ class Collection:
 
     @property
     def properties(self) -> list[str]:
-        return [c.name for c in self.source.c if c.name not in ("id", "geom")]
+        return [c.name for c in self.source.c if c.name not in ("id", "geom") and c.name[0] != "_"]
 
     def column(self, name: str) -> Any:
         return self.source.c[name]
@@ -86,6 +87,7 @@ def _licences() -> FromClause:
             v.c.applied_on,
             v.c.granted_on,
             v.c.expires_on,
+            v.c.minerals.label("_minerals"),  # for the mineral filter; not a property
             v.c.geom,
         )
         .join(parties, parties.c.id == v.c.holder_id)
@@ -194,6 +196,7 @@ class ItemsQuery:
     bbox_flip: bool = False
     interval: tuple[date | None, date | None] | None = None
     filter: ColumnElement[bool] | None = None
+    plain: LicenceFilter = field(default_factory=LicenceFilter)
     properties: tuple[str, ...] | None = None
     sortby: tuple[tuple[str, bool], ...] = ()  # (property, descending)
     limit: int = 10
@@ -235,6 +238,19 @@ def _conditions(c: Collection, q: ItemsQuery) -> list[ColumnElement[bool]]:
         conds.append(start_col.is_not(None))
     if q.filter is not None:
         conds.append(q.filter)
+    if q.plain:
+        if c.id != "licences":
+            raise BadQuery(
+                "status, type, province and mineral filter the licences only", field="status"
+            )
+        conds.extend(
+            q.plain.conditions(
+                c.column("status"),
+                c.column("licence_type"),
+                c.column("province_code"),
+                c.column("_minerals"),
+            )
+        )
     return conds
 
 

@@ -333,7 +333,8 @@ def _licences_statement(z: int, kind: str, q: TileQuery) -> _Statement:
         UNION ALL
         SELECT NULL, json_build_object('type', 'Feature',
                    'id', '{DENSITY_LAYER}/{z}/' || c.cx || '/' || c.cy,
-                   'geometry', ST_AsGeoJSON(ST_Transform({_cell_envelope(z)}, 4326), 7)::json,
+                   'geometry', ST_AsGeoJSON(
+                       ST_ForcePolygonCCW(ST_Transform({_cell_envelope(z)}, 4326)), 7)::json,
                    'properties', json_build_object('layer', '{DENSITY_LAYER}', {dprops}))
         FROM b, ({counts}) AS c"""
     sql = f"""

@@ -101,8 +101,11 @@ class SavepointDatabase(Database):
         with self.connection.begin_nested():
             yield self.connection
 
+    read = transaction  # tiles read the test's uncommitted data too
+
     def dispose(self) -> None:
         self.generation.stop()
+        self.reader.dispose()
 
 
 @pytest.fixture

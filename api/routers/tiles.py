@@ -97,7 +97,7 @@ def _committed_generation(db: Database) -> int:
 def _make(
     db: Database, collection: str, z: int, x: int, y: int, kind: str, query: tiles.TileQuery
 ) -> bytes | None:
-    with db.begin() as conn:
+    with db.read() as conn:
         return tiles.tile(conn, collection, z, x, y, kind, query)
 
 

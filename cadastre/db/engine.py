@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event
 
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.generation import Watch, current
@@ -23,14 +23,22 @@ def local_cluster(settings: Settings) -> LocalCluster:
     return LocalCluster(settings.data_dir.resolve(), settings.pg_port, settings.pg_listen)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine whose sessions run in UTC, with pre-ping so a restarted database heals."""
+def make_engine(
+    url: str | URL, *, pool_size: int = 10, pre_ping: bool = True, autocommit: bool = False
+) -> Engine:
+    """An engine whose sessions run in UTC, with pre-ping so a restarted database heals.
+
+    ``autocommit`` without ``pre_ping`` is the read path of hot map requests: each
+    statement is its own transaction, so a tile costs one round trip, not four
+    (ping, BEGIN, the query, COMMIT).
+    """
     engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=3600,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
     @event.listens_for(engine, "connect")
@@ -52,6 +60,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.generation = Watch()
+        size = engine.pool.size() if hasattr(engine.pool, "size") else 10
+        self.reader = make_engine(engine.url, pool_size=size, pre_ping=False, autocommit=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -74,6 +84,16 @@ class Database:
         if committed is not None:
             self.generation.at_least(committed)
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for one read-only statement (a tile): autocommit, no pre-ping.
+
+        A connection lost to a database restart fails that one request (503) and
+        the pool starts afresh; the next request reconnects.
+        """
+        with self.reader.connect() as conn:
+            yield conn
+
     def map_generation(self, conn: Connection) -> int:
         """The committed generation: from the watch when it can vouch for it, else asked."""
         known = self.generation.known()
@@ -87,3 +107,4 @@ class Database:
     def dispose(self) -> None:
         self.generation.stop()
         self.engine.dispose()
+        self.reader.dispose()

@@ -11,7 +11,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 
 from api import errors
 from api.caching import TileCache
-from api.routers import aoi, licences, ogc, overlaps, register, tiles
+from api.routers import aoi, licences, ogc, overlaps, register, survey, tiles
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -70,12 +70,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(ogc.router)
     app.include_router(tiles.router)
     app.include_router(register.router)
+    app.include_router(survey.router)
     app.include_router(aoi.router)
     errors.install(app)
     for media_type in COMPRESSED:
         add_compress_type(media_type)
     # zstd, brotli or gzip, as the client accepts; tiles come compressed already.
     app.add_middleware(CompressMiddleware, minimum_size=1024)
+    # Uploads stop at the limit as they arrive: the file's own limit plus room for the
+    # multipart envelope and the form fields.
+    app.add_middleware(
+        survey.UploadLimit,
+        path="/survey/layers",
+        max_bytes=settings.max_upload_mb * survey.MB + survey.ENVELOPE,
+    )
 
     @app.get("/health", tags=["service"], summary="Health")
     def health(request: Request) -> dict[str, str]:

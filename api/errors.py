@@ -24,6 +24,7 @@ STATUS: dict[type[e.CadastreError], int] = {
     e.DuplicateLicenceNo: 409,
     e.Conflict: 409,
     e.ImportRejected: 422,
+    e.UploadTooLarge: 413,
     e.BadQuery: 400,
     e.InvalidInput: 422,
     e.DatabaseUnavailable: 503,
@@ -73,7 +74,18 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # the request body limit of an upload route
+            limit = request.app.state.settings.max_upload_mb
+            return JSONResponse(
+                {
+                    "code": "upload_too_large",
+                    "detail": f"the upload is larger than the limit of {limit} MB "
+                    "(setting CADASTRE_MAX_UPLOAD_MB)",
+                    "field": "file",
+                },
+                status_code=413,
+            )
         return JSONResponse(
             {"code": "http_error", "detail": exc.detail},
             status_code=exc.status_code,

@@ -23,12 +23,22 @@ from cadastre.errors import CadastreError, ImportRejected
 from cadastre.ingest import import_licences, read_licence_file
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+from cadastre.survey.vector import (
+    LayerMeta,
+    ReadOptions,
+    delete_layer,
+    list_layers,
+    load_vector,
+    read_vector,
+)
 
 app = typer.Typer(help="Pakistan mining cadastre: the licence register on PostGIS.")
 db_app = typer.Typer(help="The database: the project's own local PostGIS cluster, migrations.")
 import_app = typer.Typer(help="Import data from files.")
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
+survey_app = typer.Typer(help="Survey layers: geology, occurrences, geochemistry, drill holes...")
+app.add_typer(survey_app, name="survey")
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -117,6 +127,138 @@ def load_sample(
         m = load_reserved_areas(conn, reserved["features"])
         typer.echo(f"loaded {m} reserved areas (synthetic)")
     _import(directory / "licences_synthetic.geojson", None, actor="sample-loader", skip=False)
+    for meta, file in SAMPLE_SURVEY:
+        _survey_import(directory / file, meta, ReadOptions(), actor="sample-loader", replace=True)
+
+
+#: The sample survey layers (see sample_data/README.md for sources and licences).
+SAMPLE_SURVEY = (
+    (
+        LayerMeta(
+            slug="mineral_occurrences_usgs",
+            name="Mineral occurrences (USGS)",
+            kind="occurrences",
+            source="U.S. Geological Survey, Mineral Resources Online Spatial Data, via DARPA "
+            "CriticalMAAS ta2-minmod-data",
+            licence="public domain (USGS); MIT for the MinMod conversion",
+            description="Mineral deposits and occurrences in Pakistan and a 50 km buffer, "
+            "from USGS global compilations.",
+        ),
+        "pakistan_mineral_occurrences_usgs.geojson",
+    ),
+    (
+        LayerMeta(
+            slug="active_faults_gem2017",
+            name="Active faults (GEM 2017)",
+            kind="geology",
+            source="GEM Global Active Faults Database, 2017 release (Styron and Pagani 2020)",
+            licence="CC BY 4.0",
+            description="Active faults and fold axes touching Pakistan's 50 km buffer.",
+        ),
+        "active_faults_gem2017.geojson",
+    ),
+    (
+        LayerMeta(
+            slug="geology_synthetic",
+            name="SYNTHETIC geology units (Chagai)",
+            kind="geology",
+            source="SYNTHETIC: invented by sample_data/make_geology_synthetic.py",
+            licence="Apache-2.0 (this repository)",
+            description="SYNTHETIC geology polygons tiling part of Chagai, Balochistan, for "
+            "demonstration only: not a geological map, no real unit is shown.",
+            synthetic=True,
+        ),
+        "geology_synthetic.geojson",
+    ),
+)
+
+
+# ---------------------------------------------------------------------- survey
+
+
+def _survey_import(
+    path: Path, meta: LayerMeta, options: ReadOptions, *, actor: str, replace: bool
+) -> None:
+    try:
+        meta.check()
+        data = read_vector(path, options)
+    except CadastreError as exc:
+        _fail(exc.message)
+    db = _database(_settings())
+    bar = tqdm(total=len(data), unit="feature", desc=f"loading {meta.slug}", file=sys.stderr)
+    try:
+        with db.begin() as conn:
+            entry = load_vector(conn, data, meta, actor=actor, replace=replace, progress=bar.update)
+    except CadastreError as exc:
+        bar.close()
+        _fail(exc.message)
+    bar.close()
+    for note in entry["notes"]:
+        typer.echo(f"note: {note}")
+    typer.echo(
+        f"loaded survey layer {entry['slug']}: {entry['feature_count']} "
+        f"{entry['geometry_type']} features from {entry['original_crs']}"
+    )
+
+
+@survey_app.command("import")
+def survey_import(
+    path: Annotated[Path, typer.Argument(help="GeoPackage, zipped Shapefile, GeoJSON, KML, CSV")],
+    slug: Annotated[str, typer.Option(help="Collection id: [a-z][a-z0-9_]*")],
+    name: Annotated[str, typer.Option(help="Title shown to users")],
+    kind: Annotated[str, typer.Option(help="geology, occurrences, geochemistry, ...")],
+    source: Annotated[str, typer.Option(help="Who made the data, where it came from")],
+    licence: Annotated[str, typer.Option(help="The data licence, e.g. CC BY 4.0")],
+    description: Annotated[str | None, typer.Option(help="A sentence about the layer")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Invented data")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing slug")] = False,
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer file")] = None,
+    lon_col: Annotated[str | None, typer.Option(help="CSV longitude (x) column")] = None,
+    lat_col: Annotated[str | None, typer.Option(help="CSV latitude (y) column")] = None,
+    wkt_col: Annotated[str | None, typer.Option(help="CSV WKT column")] = None,
+    crs: Annotated[str | None, typer.Option(help="CRS of the coordinates (EPSG:32642)")] = None,
+    actor: Annotated[str, typer.Option(help="Who loads it, for the catalogue")] = "cli-import",
+) -> None:
+    """Import a vector survey layer; all or nothing."""
+    meta = LayerMeta(
+        slug=slug,
+        name=name,
+        kind=kind,
+        source=source,
+        licence=licence,
+        description=description,
+        synthetic=synthetic,
+    )
+    options = ReadOptions(layer=layer, lon_col=lon_col, lat_col=lat_col, wkt_col=wkt_col, crs=crs)
+    _survey_import(path, meta, options, actor=actor, replace=replace)
+
+
+@survey_app.command("list")
+def survey_list() -> None:
+    """List the survey layer catalogue."""
+    db = _database(_settings())
+    with db.begin() as conn:
+        layers = list_layers(conn)
+    for entry in layers:
+        flag = " SYNTHETIC" if entry["synthetic"] else ""
+        typer.echo(
+            f"{entry['slug']}\t{entry['kind']}\t{entry['storage']}\t"
+            f"{entry['feature_count']}\t{entry['name']}{flag}"
+        )
+    if not layers:
+        typer.echo("no survey layers")
+
+
+@survey_app.command("delete")
+def survey_delete(slug: Annotated[str, typer.Argument(help="The layer's slug")]) -> None:
+    """Delete a vector survey layer and its features."""
+    db = _database(_settings())
+    try:
+        with db.begin() as conn:
+            delete_layer(conn, slug)
+    except CadastreError as exc:
+        _fail(exc.message)
+    typer.echo(f"deleted survey layer {slug}")
 
 
 # ---------------------------------------------------------------------- import

@@ -130,6 +130,12 @@ class ImportRejected(InvalidInput):
         self.rejections = [dict(r) for r in rejections]
 
 
+class UploadTooLarge(InvalidInput):
+    """An uploaded file is larger than the configured limit."""
+
+    code = "upload_too_large"
+
+
 class DatabaseUnavailable(CadastreError):
     """The database could not be reached."""
 

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="Follow committed changes by LISTEN, so cached tiles are served "
         "without asking the database (off: ask it on every tile).",
     )
+    max_upload_mb: int = Field(
+        default=200,
+        ge=1,
+        description="Largest survey-layer upload accepted by the service, in MB (MiB), "
+        "multipart envelope included; a larger one is refused with 413.",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"

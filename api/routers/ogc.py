@@ -14,6 +14,7 @@ from api.caching import etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
 from cadastre.db import cql2
 from cadastre.db import features as feat
+from cadastre.db.engine import Database
 from cadastre.db.filters import PARAMS as FILTER_PARAMS
 from cadastre.db.filters import LicenceFilter
 from cadastre.errors import BadQuery
@@ -76,6 +77,15 @@ def _check_params(request: Request, allowed: set[str]) -> None:
             f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
             field=unknown[0],
         )
+
+
+def _collection(db: Database, collection_id: str) -> feat.Collection:
+    """A built-in collection, or a survey layer from the catalogue."""
+    found = feat.builtin_collections().get(collection_id)
+    if found is not None:
+        return found
+    with db.begin() as conn:
+        return feat.get_collection(collection_id, conn)
 
 
 def _base(request: Request) -> str:
@@ -167,7 +177,9 @@ def list_collections(request: Request, db: DbDep) -> Response:
     _check_params(request, PLAIN_PARAMS)
     base = _base(request)
     with db.begin() as conn:
-        docs = [_collection_doc(base, c, feat.extent(conn, c)) for c in feat.collections().values()]
+        docs = [
+            _collection_doc(base, c, feat.extent(conn, c)) for c in feat.collections(conn).values()
+        ]
     body = {
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
         "collections": docs,
@@ -179,17 +191,17 @@ def list_collections(request: Request, db: DbDep) -> Response:
 def describe_collection(collectionId: str, request: Request, db: DbDep) -> Response:
     """One collection: title, extent, CRSs and links."""
     _check_params(request, PLAIN_PARAMS)
-    c = feat.get_collection(collectionId)
     with db.begin() as conn:
+        c = feat.get_collection(collectionId, conn)
         doc = _collection_doc(_base(request), c, feat.extent(conn, c))
     return _answer(request, c.title, doc)
 
 
 @router.get("/collections/{collectionId}/queryables", summary="Queryable properties")
-def queryables(collectionId: str, request: Request) -> Response:
+def queryables(collectionId: str, request: Request, db: DbDep) -> Response:
     """JSON Schema of the properties a CQL2 filter may use."""
     _check_params(request, PLAIN_PARAMS)
-    c = feat.get_collection(collectionId)
+    c = _collection(db, collectionId)
     body = feat.queryables_schema(c, _base(request))
     if _wants_html(request):
         return _html(f"{c.title}: queryables", body)
@@ -333,7 +345,7 @@ def get_items(
     """Features as GeoJSON: bbox, datetime, CQL2 filter, properties, sortby, crs, paging;
     for licences also `status`, `type`, `province` and `mineral` (comma-separated lists)."""
     _check_params(request, ITEMS_PARAMS)
-    c = feat.get_collection(collectionId)
+    c = _collection(db, collectionId)
     q = _query(request, c, settings)
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))
@@ -398,7 +410,7 @@ def get_item(
 ) -> Response:
     """One feature as GeoJSON, in the requested CRS."""
     _check_params(request, ITEM_PARAMS)
-    c = feat.get_collection(collectionId)
+    c = _collection(db, collectionId)
     srid, flip = _crs(request.query_params.get("crs"), "crs")
     props = request.query_params.get("properties")
     q = feat.ItemsQuery(

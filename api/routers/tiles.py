@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,6 +17,7 @@ from cadastre.db.features import extent, get_collection
 from cadastre.db.filters import PARAMS as FILTER_PARAMS
 from cadastre.db.filters import LicenceFilter
 from cadastre.errors import BadQuery
+from cadastre.survey.vector import SLUG_RULE
 
 router = APIRouter(tags=["tiles"])
 
@@ -33,11 +35,14 @@ FILTERS_DOC = (
 )
 
 
-def _query(request: Request, collection: str) -> tiles.TileQuery:
-    """The request's filters, validated; unknown parameters are refused."""
+def _query(request: Request, collection: str) -> tuple[tiles.TileQuery, Any]:
+    """The request's filters, validated; unknown parameters are refused.
+
+    For a survey layer the CQL2 tree comes back unresolved: its queryables are in
+    the catalogue, read with the tile (so a cache hit needs no database)."""
     params = request.query_params
     if not params:
-        return tiles.TileQuery()
+        return tiles.TileQuery(), None
     for name in params:
         if name not in TILE_PARAMS:
             raise BadQuery(
@@ -46,14 +51,23 @@ def _query(request: Request, collection: str) -> tiles.TileQuery:
             )
     plain = LicenceFilter.from_params(params, request.app.state.rules.types)
     if "filter" not in params:
-        return tiles.TileQuery(plain=plain)
+        return tiles.TileQuery(plain=plain), None
     if params.get("filter-crs") not in (None, "http://www.opengis.net/def/crs/OGC/1.3/CRS84"):
         raise BadQuery("filter-crs must be CRS84", field="filter-crs")
-    c = get_collection(collection)
     tree = cql2.parse(params["filter"], params.get("filter-lang", "cql2-text"))
+    if collection not in tiles.LAYERS:
+        return tiles.TileQuery(plain=plain, cql_key=json.dumps(tree)), tree
+    return _resolve(tiles.TileQuery(plain=plain, cql_key=json.dumps(tree)), tree, collection), None
+
+
+def _resolve(
+    query: tiles.TileQuery, tree: Any, collection: str, conn: Any = None
+) -> tiles.TileQuery:
+    """The query with its CQL2 tree turned into SQL over the collection's queryables."""
+    c = get_collection(collection, conn)
     columns = {name: c.column(name) for name in c.queryables}
     cond = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates)
-    return tiles.TileQuery(plain=plain, cql=cond, cql_key=json.dumps(tree), collection=c)
+    return replace(query, cql=cond, collection=c)
 
 
 async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind: str) -> Response:
@@ -63,8 +77,9 @@ async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind:
     the process's watch (:class:`cadastre.db.generation.Watch`).
     """
     tiles.check_tile(z, x, y)
-    tiles.layer(collection)
-    query = _query(request, collection)
+    if collection not in tiles.LAYERS and not SLUG_RULE.match(collection):
+        tiles.layer(collection)  # not found; a survey layer is found (or not) with its tile
+    query, tree = _query(request, collection)
     db: Database = request.app.state.db
     gen = db.generation.known()
     if gen is None:
@@ -78,7 +93,7 @@ async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind:
     key = (kind, collection, z, x, y, query.key())
     found = cache.get(gen, key)
     if found is None:
-        body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query)
+        body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query, tree)
         found = cache.put(gen, key, Tile(body or b""))
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if not found.body:
@@ -95,9 +110,18 @@ def _committed_generation(db: Database) -> int:
 
 
 def _make(
-    db: Database, collection: str, z: int, x: int, y: int, kind: str, query: tiles.TileQuery
+    db: Database,
+    collection: str,
+    z: int,
+    x: int,
+    y: int,
+    kind: str,
+    query: tiles.TileQuery,
+    tree: Any = None,
 ) -> bytes | None:
     with db.read() as conn:
+        if tree is not None:
+            query = _resolve(query, tree, collection, conn)
         return tiles.tile(conn, collection, z, x, y, kind, query)
 
 
@@ -126,9 +150,9 @@ async def geojson_tile(collection: str, z: int, x: int, y: int, request: Request
 
 
 def _tilejson(request: Request, collection: str, db: Any) -> dict[str, Any]:
-    lay = tiles.layer(collection)
-    c = get_collection(collection)
     with db.begin() as conn:
+        lay = tiles.layer(collection, conn)
+        c = get_collection(collection, conn)
         box = extent(conn, c)
     base = str(request.base_url).rstrip("/")
     bounds = list(box) if box else [60.5, 23.3, 78.0, 37.3]
@@ -161,7 +185,8 @@ def _vector_layers(lay: tiles.TileLayer) -> list[dict[str, Any]]:
             ),
             "minzoom": 0,
             "maxzoom": tiles.MAX_ZOOM,
-            "fields": {a: "Number" if a in numbers else "String" for a in lay.attributes},
+            "fields": lay.field_types
+            or {a: "Number" if a in numbers else "String" for a in lay.attributes},
         }
     ]
     if lay.id == "licences":
@@ -185,9 +210,10 @@ def tilejson(collection: str, request: Request, db: DbDep) -> dict[str, Any]:
 
 
 @router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection")
-def tilesets(collectionId: str, request: Request) -> dict[str, Any]:
+def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
     """The collection's tileset list (OGC API - Tiles): WebMercatorQuad vector tiles."""
-    tiles.layer(collectionId)
+    with db.begin() as conn:
+        tiles.layer(collectionId, conn)
     base = str(request.base_url).rstrip("/")
     href = f"{base}/collections/{collectionId}/tiles/WebMercatorQuad"
     return {
@@ -215,9 +241,9 @@ def tilesets(collectionId: str, request: Request) -> dict[str, Any]:
     "/collections/{collectionId}/tiles/WebMercatorQuad",
     summary="Tileset metadata (OGC API - Tiles)",
 )
-def tileset(collectionId: str, request: Request) -> dict[str, Any]:
+def tileset(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
     """The WebMercatorQuad vector tileset of a collection."""
-    (ts,) = tilesets(collectionId, request)["tilesets"]
+    (ts,) = tilesets(collectionId, request, db)["tilesets"]
     return {**ts, "tileMatrixSetLimits": []}
 
 

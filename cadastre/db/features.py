@@ -26,10 +26,17 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.types import Numeric, Text
+from sqlalchemy.types import BigInteger, Boolean, Date, Float, Numeric, Text
 
 from cadastre.db.filters import LicenceFilter
-from cadastre.db.tables import jurisdictions, licence_versions, parties, reserved_areas
+from cadastre.db.tables import (
+    jurisdictions,
+    licence_versions,
+    parties,
+    reserved_areas,
+    survey_features,
+    survey_layers,
+)
 from cadastre.errors import BadQuery, NotFound
 
 #: Output CRSs: identifier -> (SRID, axis order flipped to lat/lon?)
@@ -140,8 +147,8 @@ _LICENCE_Q = {
 }
 
 
-def collections() -> dict[str, Collection]:
-    """The collections this service publishes, by id."""
+def builtin_collections() -> dict[str, Collection]:
+    """The register's own collections, by id."""
     return {
         c.id: c
         for c in (
@@ -182,8 +189,76 @@ def collections() -> dict[str, Collection]:
     }
 
 
-def get_collection(collection_id: str) -> Collection:
-    found = collections().get(collection_id)
+#: Attribute schema type -> (SQL type of the column, queryable type).
+_SURVEY_TYPES: dict[str, tuple[Any, str]] = {
+    "string": (Text, "string"),
+    "integer": (BigInteger, "integer"),
+    "number": (Float, "number"),
+    "boolean": (Boolean, "boolean"),
+    "date": (Date, "date"),
+    "datetime": (Text, "string"),
+    "array": (Text, "string"),
+}
+
+
+def survey_collection(
+    slug: str, layer_id: int, name: str, description: str | None, attributes: list[dict[str, str]]
+) -> Collection:
+    """A vector survey layer as a collection: its jsonb properties as typed columns.
+
+    Attribute names come from users' files: they are only ever column labels
+    and jsonb keys (bound values), which SQLAlchemy quotes, never SQL text.
+    """
+    f = survey_features
+    columns: list[Any] = [f.c.fid.label("id")]
+    queryables: dict[str, str] = {}
+    for attr in attributes:
+        sql_type, kind = _SURVEY_TYPES.get(attr["type"], (Text, "string"))
+        value = f.c.properties[attr["name"]].astext
+        columns.append((value if sql_type is Text else cast(value, sql_type)).label(attr["name"]))
+        queryables[attr["name"]] = kind
+    columns.append(f.c.geom)
+    source = select(*columns).where(f.c.layer_id == layer_id).subquery(slug)
+    return Collection(
+        id=slug,
+        title=name,
+        description=description or f"Survey layer {name}",
+        source=source,
+        queryables=queryables,
+        sortable=tuple(queryables),
+    )
+
+
+def survey_collections(conn: Connection, slug: str | None = None) -> dict[str, Collection]:
+    """The vector survey layers of the catalogue as collections (one, given ``slug``)."""
+    s = survey_layers
+    query = (
+        select(s.c.slug, s.c.id, s.c.name, s.c.description, s.c.attributes)
+        .where(s.c.storage == "vector")
+        .order_by(s.c.slug)
+    )
+    if slug is not None:
+        query = query.where(s.c.slug == slug)
+    return {
+        r.slug: survey_collection(r.slug, int(r.id), r.name, r.description, list(r.attributes))
+        for r in conn.execute(query)
+    }
+
+
+def collections(conn: Connection | None = None) -> dict[str, Collection]:
+    """The collections this service publishes, by id: the register's own, then,
+    given a connection, every vector survey layer in the catalogue."""
+    found = builtin_collections()
+    if conn is not None:
+        found.update(survey_collections(conn))
+    return found
+
+
+def get_collection(collection_id: str, conn: Connection | None = None) -> Collection:
+    """One collection; survey layers are looked up in the catalogue (needs ``conn``)."""
+    found = builtin_collections().get(collection_id)
+    if found is None and conn is not None:
+        found = survey_collections(conn, collection_id).get(collection_id)
     if found is None:
         raise NotFound(f"no collection {collection_id!r}", field="collectionId")
     return found
@@ -347,6 +422,8 @@ def queryables_schema(c: Collection, base_url: str) -> dict[str, Any]:
     kinds: Mapping[str, dict[str, str]] = {
         "string": {"type": "string"},
         "number": {"type": "number"},
+        "integer": {"type": "integer"},
+        "boolean": {"type": "boolean"},
         "date": {"type": "string", "format": "date"},
     }
     props: dict[str, Any] = {

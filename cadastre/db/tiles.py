@@ -43,14 +43,31 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, literal_column, select
+from sqlalchemy import ColumnElement, Connection, and_, cast, literal_column, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import BigInteger, Boolean, Float, String
 
 from cadastre.db.features import Collection
 from cadastre.db.filters import LicenceFilter
-from cadastre.db.tables import DENSITY_CELLS, LOW_ZOOM_MAX, WORLD_M, finest_cell
+from cadastre.db.tables import (
+    DENSITY_CELLS,
+    LOW_ZOOM_MAX,
+    WORLD_M,
+    finest_cell,
+    survey_features,
+    survey_layers,
+)
 
-__all__ = ["LOW_ZOOM_MAX", "TileLayer", "TileQuery", "check_tile", "layer", "pixel_m", "tile"]
+__all__ = [
+    "LOW_ZOOM_MAX",
+    "TileLayer",
+    "TileQuery",
+    "check_tile",
+    "layer",
+    "pixel_m",
+    "survey_layer",
+    "tile",
+]
 from cadastre.errors import BadQuery, NotFound
 
 EXTENT = 4096
@@ -77,6 +94,7 @@ class TileLayer:
     attributes: tuple[str, ...]
     low_zoom_attributes: tuple[str, ...]
     integer_id: bool = True  # MVT feature ids must be integers
+    field_types: dict[str, str] | None = None  # TileJSON field types, where known
 
 
 #: The licences: the current register, generalised (see the module docs).
@@ -128,8 +146,58 @@ LAYERS: dict[str, TileLayer] = {
 }
 
 
-def layer(collection_id: str) -> TileLayer:
+#: Survey attribute type -> (SQL type in tiles, TileJSON field type); dates travel as text.
+_SURVEY_TILE_TYPES: dict[str, tuple[Any, str]] = {
+    "integer": (BigInteger, "Number"),
+    "number": (Float, "Number"),
+    "boolean": (Boolean, "Boolean"),
+}
+
+
+def _braces(sql: str) -> str:
+    return sql.replace("{", "{{").replace("}", "}}")
+
+
+def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
+    """A vector survey layer of the catalogue as a tile source (None when there is none).
+
+    The jsonb properties become one typed column per attribute of the layer's
+    schema. Attribute names come from users' files, so they reach the SQL only
+    quoted by SQLAlchemy (identifiers and string literals, ``%`` doubled as
+    for bound statements) and with braces escaped for the tile templates.
+    """
+    row = conn.execute(
+        select(survey_layers.c.id, survey_layers.c.attributes).where(
+            survey_layers.c.slug == slug, survey_layers.c.storage == "vector"
+        )
+    ).first()
+    if row is None:
+        return None
+    f = survey_features
+    cols: list[Any] = [f.c.fid.label("id")]
+    types: dict[str, str] = {}
+    for attr in row.attributes:
+        sql_type, field_type = _SURVEY_TILE_TYPES.get(attr["type"], (None, "String"))
+        value = f.c.properties[attr["name"]].astext
+        cols.append((value if sql_type is None else cast(value, sql_type)).label(attr["name"]))
+        types[attr["name"]] = field_type
+    query = select(*cols, literal_column("geom")).where(f.c.layer_id == int(row.id))
+    compiled = query.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
+    names = tuple(types)
+    return TileLayer(
+        id=slug,
+        source=f"({_braces(str(compiled))}) AS src",
+        attributes=names,
+        low_zoom_attributes=names,
+        field_types=types,
+    )
+
+
+def layer(collection_id: str, conn: Connection | None = None) -> TileLayer:
+    """The tile source of a collection; survey layers come from the catalogue (needs ``conn``)."""
     found = LAYERS.get(collection_id)
+    if found is None and conn is not None:
+        found = survey_layer(conn, collection_id)
     if found is None:
         raise NotFound(f"no tile source {collection_id!r}", field="collection")
     return found
@@ -169,8 +237,8 @@ class _Statement:
     params: dict[str, Any]
 
     def render(self, style: str) -> str:
-        if style == "prepared":
-            return self.sql.format(z="$1", x="$2", y="$3")
+        if style == "prepared":  # run without parameters: a doubled % is a single one again
+            return self.sql.format(z="$1", x="$2", y="$3").replace("%%", "%")
         return self.sql.format(z="%(tile_z)s", x="%(tile_x)s", y="%(tile_y)s")
 
 
@@ -346,6 +414,17 @@ def _licences_statement(z: int, kind: str, q: TileQuery) -> _Statement:
     return _Statement(sql, params)
 
 
+def _ident(name: str) -> str:
+    return _braces(_DIALECT.identifier_preparer.quote(name))
+
+
+_STRING_LITERAL: Any = String().literal_processor(_DIALECT)  # type: ignore[no-untyped-call]
+
+
+def _literal(value: str) -> str:
+    return _braces(str(_STRING_LITERAL(value)))
+
+
 def _other_statement(lay: TileLayer, z: int, kind: str, q: TileQuery) -> _Statement:
     attrs = lay.attributes if z > LOW_ZOOM_MAX else lay.low_zoom_attributes
     geom_3857 = (
@@ -360,7 +439,7 @@ def _other_statement(lay: TileLayer, z: int, kind: str, q: TileQuery) -> _Statem
         sql, params = _compile(literal_column("src.id").in_(ids))
         where += f" AND {sql}"
     if kind == "mvt":
-        cols = "".join(f", src.{a}" for a in attrs)
+        cols = "".join(f", src.{_ident(a)}" for a in attrs)
         id_col = "src.id, " if lay.integer_id else ""
         id_arg = ", 'id'" if lay.integer_id else ""
         return _Statement(
@@ -375,7 +454,7 @@ def _other_statement(lay: TileLayer, z: int, kind: str, q: TileQuery) -> _Statem
             FROM t WHERE t.geom IS NOT NULL""",
             params,
         )
-    props = ", ".join(f"'{a}', src.{a}" for a in attrs)
+    props = ", ".join(f"{_literal(a)}, src.{_ident(a)}" for a in attrs)
     return _Statement(
         f"""
         WITH b AS ({_BOUNDS}), t AS (
@@ -443,7 +522,7 @@ def tile(
     zoom's resolution, in WGS 84 lon/lat (RFC 7946).
     """
     check_tile(z, x, y)
-    lay = layer(collection_id)
+    lay = layer(collection_id, conn)
     result = _run(conn, _statement(lay, z, kind, query or TileQuery()), z, x, y)
     if result is None:
         return None

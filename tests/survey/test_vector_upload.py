@@ -1,0 +1,458 @@
+"""Vector survey layers through the API: every format in, every bad file refused whole.
+
+Files are made in tmp_path with geopandas/pyogrio (no binary fixtures).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import httpx
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, text
+
+from api.app import create_app
+from cadastre.settings import Settings
+from tests.conftest import SavepointDatabase
+
+# Geochemical samples near Reko Diq (Chagai), in lon/lat.
+LONS = [62.40, 62.45, 62.50, 62.55]
+LATS = [28.95, 28.97, 29.00, 29.02]
+ODD = "Au (ppm) %"  # a name that needs quoting everywhere it reaches SQL
+
+
+def samples() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "sample_id": ["RD-001", "RD-002", "RD-003", "RD-004"],
+            "cu_ppm": [1250.5, 80.0, np.nan, 4300.25],
+            "depth_m": [2, 5, 10, 20],
+            "collected_on": pd.to_datetime(["2024-01-05", "2024-01-06", "2024-02-01", None]),
+            ODD: [0.12, 0.5, 1.75, 0.0],
+        },
+        geometry=gpd.points_from_xy(LONS, LATS),
+        crs="EPSG:4326",
+    )
+
+
+def write_gpkg(frame: gpd.GeoDataFrame, folder: Path) -> Path:
+    path = folder / "samples.gpkg"
+    frame.to_file(path, driver="GPKG", engine="pyogrio")
+    return path
+
+
+def write_shapezip(frame: gpd.GeoDataFrame, folder: Path, drop: str | None = None) -> Path:
+    shp_dir = folder / "shp"
+    shp_dir.mkdir(exist_ok=True)
+    frame.to_file(shp_dir / "samples.shp", engine="pyogrio")
+    path = folder / "samples.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for part in sorted(shp_dir.iterdir()):
+            if drop is None or not part.name.endswith(drop):
+                archive.write(part, part.name)
+    return path
+
+
+def write_geojson(frame: gpd.GeoDataFrame, folder: Path) -> Path:
+    path = folder / "samples.geojson"
+    frame.to_file(path, driver="GeoJSON", engine="pyogrio")
+    return path
+
+
+def write_kml(frame: gpd.GeoDataFrame, folder: Path) -> Path:
+    path = folder / "samples.kml"
+    frame.to_file(path, driver="KML", engine="pyogrio")
+    return path
+
+
+def write_csv_lonlat(frame: gpd.GeoDataFrame, folder: Path) -> Path:
+    path = folder / "samples.csv"
+    table = pd.DataFrame(frame.drop(columns="geometry"))
+    table["Longitude"] = frame.geometry.x
+    table["Latitude"] = frame.geometry.y
+    table.to_csv(path, index=False)
+    return path
+
+
+def write_csv_wkt(frame: gpd.GeoDataFrame, folder: Path) -> Path:
+    path = folder / "samples_wkt.csv"
+    table = pd.DataFrame(frame.drop(columns="geometry"))
+    table["WKT"] = frame.geometry.to_wkt()
+    table.to_csv(path, index=False)
+    return path
+
+
+WRITERS: dict[str, Callable[[gpd.GeoDataFrame, Path], Path]] = {
+    "gpkg": write_gpkg,
+    "shapezip": write_shapezip,
+    "geojson": write_geojson,
+    "kml": write_kml,
+    "csv-lonlat": write_csv_lonlat,
+    "csv-wkt": write_csv_wkt,
+}
+
+FIELDS = {
+    "slug": "rd_samples",
+    "name": "Reko Diq soil samples",
+    "kind": "geochemistry",
+    "source": "test survey",
+    "licence": "CC BY 4.0",
+}
+
+
+def upload(client: TestClient, path: Path, **fields: Any) -> httpx.Response:
+    data = {
+        **FIELDS,
+        **{k: str(v).lower() if isinstance(v, bool) else v for k, v in fields.items()},
+    }
+    with path.open("rb") as fh:
+        return client.post(
+            "/survey/layers",
+            data=data,
+            files={"file": (path.name, fh)},
+            headers={"X-Actor": "geologist.quetta"},
+        )
+
+
+def written(conn: Connection) -> tuple[int, int]:
+    layers = conn.execute(text("SELECT count(*) FROM survey_layers")).scalar_one()
+    feats = conn.execute(text("SELECT count(*) FROM survey_features")).scalar_one()
+    return int(layers), int(feats)
+
+
+def stored(conn: Connection, slug: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            "SELECT f.fid, f.properties, ST_X(ST_PointOnSurface(f.geom)) AS x, "
+            "ST_Y(ST_PointOnSurface(f.geom)) AS y, "
+            "ST_AsText(f.geom) AS wkt FROM survey_features f "
+            "JOIN survey_layers l ON l.id = f.layer_id WHERE l.slug = :slug ORDER BY f.fid"
+        ),
+        {"slug": slug},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+# ------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
+def test_every_format_loads_points_and_attributes(
+    fmt: str, client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = WRITERS[fmt](samples(), tmp_path)
+    r = upload(client, path)
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert r.headers["location"] == "/survey/layers/rd_samples"
+    assert entry["feature_count"] == 4
+    assert entry["geometry_type"] == "Point"
+    assert entry["storage"] == "vector"
+    assert entry["loaded_by"] == "geologist.quetta"
+    assert entry["extent"] == pytest.approx([62.40, 28.95, 62.55, 29.02])
+    rows = stored(conn, "rd_samples")
+    assert [r["fid"] for r in rows] == [1, 2, 3, 4]
+    assert [r["x"] for r in rows] == pytest.approx(LONS, abs=1e-9)
+    assert [r["y"] for r in rows] == pytest.approx(LATS, abs=1e-9)
+    props = rows[0]["properties"]
+    assert props["sample_id"] == "RD-001"
+    assert float(props["cu_ppm"]) == pytest.approx(1250.5)
+    # NaN became null (KML keeps no types: an empty text, which is null too)
+    assert rows[2]["properties"]["cu_ppm"] in (None, "")
+    if fmt in ("gpkg", "geojson"):
+        types = {a["name"]: a["type"] for a in entry["attributes"]}
+        assert types["cu_ppm"] == "number"
+        assert types["depth_m"] == "integer"
+        assert types["collected_on"] == "date"
+        assert props["collected_on"] == "2024-01-05"
+        assert rows[3]["properties"]["collected_on"] is None
+
+
+def test_a_utm_layer_is_stored_where_pyproj_puts_it(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32642", always_xy=True)
+    corners = [(66.0, 27.5), (66.2, 27.5), (66.2, 27.7), (66.0, 27.7)]
+    utm = [to_utm.transform(x, y) for x, y in corners]
+    frame = gpd.GeoDataFrame(
+        {"unit": ["Khuzdar block"]}, geometry=[shapely.Polygon(utm)], crs="EPSG:32642"
+    )
+    path = write_gpkg(frame, tmp_path)
+    r = upload(client, path, slug="khuzdar_utm", kind="geology")
+    assert r.status_code == 201, r.text
+    assert r.json()["original_crs"] == "EPSG:32642"
+    (row,) = stored(conn, "khuzdar_utm")
+    got = shapely.get_coordinates(shapely.from_wkt(row["wkt"]))
+    back = pyproj.Transformer.from_crs("EPSG:32642", "EPSG:4326", always_xy=True)
+    expected = np.array([back.transform(x, y) for x, y in [*utm, utm[0]]])
+    assert np.abs(got - expected).max() < 1e-9
+    assert np.abs(got - np.array([*corners, corners[0]])).max() < 1e-6
+
+
+def test_a_file_without_crs_in_lonlat_is_taken_as_wgs84_and_says_so(
+    client: TestClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "nocrs.csv"
+    path.write_text("name,lon,lat\nA,62.4,28.9\nB,62.5,29.0\n")
+    r = upload(client, path, slug="nocrs")
+    assert r.status_code == 201, r.text
+    assert r.json()["original_crs"] == "EPSG:4326"
+    assert any("EPSG:4326 assumed" in n for n in r.json()["notes"])
+
+
+def test_a_projected_csv_loads_with_its_crs(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    x, y = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32642", always_xy=True).transform(
+        66.5, 27.9
+    )
+    path = tmp_path / "collars.csv"
+    path.write_text(f"hole,E,N,depth\nDH-1,{x},{y},120.5\n")
+    r = upload(
+        client, path, slug="collars", kind="drill_holes", lon_col="E", lat_col="N", crs="EPSG:32642"
+    )
+    assert r.status_code == 201, r.text
+    (row,) = stored(conn, "collars")
+    assert (row["x"], row["y"]) == pytest.approx((66.5, 27.9), abs=1e-9)
+
+
+# ------------------------------------------------------------------ refusals
+
+
+def _geojson(path: Path, features: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def _feature(geometry: dict[str, Any] | None, **props: Any) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": geometry, "properties": props}
+
+
+POINT = {"type": "Point", "coordinates": [62.4, 28.9]}
+SQUARE = {"type": "Polygon", "coordinates": [[[62, 28], [63, 28], [63, 29], [62, 29], [62, 28]]]}
+BOWTIE = {"type": "Polygon", "coordinates": [[[62, 28], [63, 29], [63, 28], [62, 29], [62, 28]]]}
+
+
+def bad_gpkg(folder: Path) -> Path:
+    path = folder / "broken.gpkg"
+    path.write_bytes(b"this is not a GeoPackage at all")
+    return path
+
+
+def no_crs_utm(folder: Path) -> Path:
+    path = folder / "utm.csv"
+    path.write_text("name,x,y\nA,330000,3260000\n")
+    return path
+
+
+def mixed(folder: Path) -> Path:
+    return _geojson(folder / "mixed.geojson", [_feature(POINT, n=1), _feature(SQUARE, n=2)])
+
+
+def invalid(folder: Path) -> Path:
+    return _geojson(folder / "bowtie.geojson", [_feature(SQUARE, n=1), _feature(BOWTIE, n=2)])
+
+
+def empty(folder: Path) -> Path:
+    return _geojson(folder / "empty.geojson", [_feature(POINT, n=1), _feature(None, n=2)])
+
+
+def not_a_zip(folder: Path) -> Path:
+    path = folder / "layer.zip"
+    path.write_text("plain text with a zip name")
+    return path
+
+
+def zip_without_shapefile(folder: Path) -> Path:
+    path = folder / "nothing.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "no layer here")
+    return path
+
+
+def zip_with_two_shapefiles(folder: Path) -> Path:
+    one = write_shapezip(samples(), folder)
+    path = folder / "two.zip"
+    with zipfile.ZipFile(one) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+            dst.writestr(name.replace("samples", "more"), src.read(name))
+    return path
+
+
+def zip_without_prj(folder: Path) -> Path:
+    return write_shapezip(samples(), folder, drop=".prj")
+
+
+def zip_without_dbf(folder: Path) -> Path:
+    return write_shapezip(samples(), folder, drop=".dbf")
+
+
+def csv_without_coordinates(folder: Path) -> Path:
+    path = folder / "table.csv"
+    path.write_text("sample,cu_ppm\nA,12\n")
+    return path
+
+
+def csv_bad_number(folder: Path) -> Path:
+    path = folder / "badnum.csv"
+    path.write_text("lon,lat\n62.4,28.9\n62.5,north\n")
+    return path
+
+
+REFUSALS: dict[str, tuple[Callable[[Path], Path], int, str]] = {
+    "unreadable": (bad_gpkg, 422, "cannot read broken.gpkg"),
+    "no crs, not lon/lat": (no_crs_utm, 422, "declares no CRS"),
+    "mixed types": (mixed, 422, "mixed geometry types: 1 Point, 1 Polygon"),
+    "invalid geometry": (invalid, 422, "feature 2 has an invalid geometry: Self-intersection"),
+    "empty geometry": (empty, 422, "feature 2 has an empty geometry"),
+    "not a zip": (not_a_zip, 422, "layer.zip is not a zip archive"),
+    "zip without shapefile": (zip_without_shapefile, 422, "holds no Shapefile"),
+    "zip with two layers": (zip_with_two_shapefiles, 422, "holds 2 Shapefiles"),
+    "shapefile without prj": (zip_without_prj, 422, "missing its .prj"),
+    "shapefile without dbf": (zip_without_dbf, 422, "missing its .dbf"),
+    "csv without coordinates": (csv_without_coordinates, 422, "no longitude/latitude or WKT"),
+    "csv with a bad number": (csv_bad_number, 422, "feature 2: column 'lat' holds 'north'"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_a_bad_file_is_refused_naming_the_problem_and_nothing_is_written(
+    case: str, client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    make, status, message = REFUSALS[case]
+    before = written(conn)
+    r = upload(client, make(tmp_path))
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+    assert written(conn) == before
+
+
+def test_the_invalid_feature_is_located(client: TestClient, tmp_path: Path) -> None:
+    r = upload(client, invalid(tmp_path))
+    assert r.json()["where"]["feature"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"slug": "licences"}, 422, "'licences' is a built-in collection"),
+        ({"slug": "Bad-Slug"}, 422, "slug 'Bad-Slug' must start with a lower-case letter"),
+        ({"kind": "gossip"}, 422, "kind 'gossip' is not a survey layer kind"),
+        ({"licence": " "}, 422, "licence is required"),
+    ],
+)
+def test_bad_fields_are_refused(
+    fields: dict[str, str],
+    status: int,
+    message: str,
+    client: TestClient,
+    conn: Connection,
+    tmp_path: Path,
+) -> None:
+    before = written(conn)
+    r = upload(client, write_geojson(samples(), tmp_path), **fields)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+    assert written(conn) == before
+
+
+def test_an_unknown_file_type_is_refused(client: TestClient, tmp_path: Path) -> None:
+    path = tmp_path / "layer.dwg"
+    path.write_bytes(b"\x00\x01")
+    r = upload(client, path)
+    assert r.status_code == 422
+    assert "unsupported type '.dwg'" in r.json()["detail"]
+
+
+# ------------------------------------------------------------ re-import, limits
+
+
+def test_an_existing_slug_is_409_without_replace(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    assert upload(client, write_geojson(samples(), tmp_path)).status_code == 201
+    before = stored(conn, "rd_samples")
+    other = _geojson(tmp_path / "other.geojson", [_feature(POINT, n=1)])
+    r = upload(client, other)
+    assert r.status_code == 409
+    assert "'rd_samples' already exists" in r.json()["detail"]
+    assert stored(conn, "rd_samples") == before
+
+
+def test_replace_swaps_the_layer_and_a_failed_replace_keeps_the_old_one(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    assert upload(client, write_geojson(samples(), tmp_path)).status_code == 201
+    r = upload(client, invalid(tmp_path), replace=True)
+    assert r.status_code == 422
+    items = client.get("/collections/rd_samples/items").json()
+    assert items["numberReturned"] == 4
+    assert {f["properties"]["sample_id"] for f in items["features"]} == {
+        "RD-001",
+        "RD-002",
+        "RD-003",
+        "RD-004",
+    }
+    new = _geojson(tmp_path / "new.geojson", [_feature(POINT, sample_id="NEW-1")])
+    r = upload(client, new, replace=True)
+    assert r.status_code == 201, r.text
+    assert r.json()["feature_count"] == 1
+    items = client.get("/collections/rd_samples/items").json()
+    assert [f["properties"]["sample_id"] for f in items["features"]] == ["NEW-1"]
+    count = conn.execute(text("SELECT count(*) FROM survey_layers WHERE slug = 'rd_samples'"))
+    assert count.scalar_one() == 1
+
+
+def test_an_upload_over_the_limit_is_413_naming_it(
+    settings: Settings, db: SavepointDatabase, conn: Connection, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.csv"
+    rows = "\n".join(f"S{i},62.{i % 1000:03d},28.5,{'x' * 200}" for i in range(6000))
+    path.write_text("name,lon,lat,note\n" + rows + "\n")
+    assert path.stat().st_size > 1024 * 1024
+    small = settings.model_copy(update={"max_upload_mb": 1})
+    before = written(conn)
+    with TestClient(create_app(small, db=db)) as c:
+        r = upload(c, path)
+        assert r.status_code == 413
+        assert "limit of 1 MB" in r.json()["detail"]
+        assert "CADASTRE_MAX_UPLOAD_MB" in r.json()["detail"]
+        assert written(conn) == before
+        ok = upload(c, write_geojson(samples(), tmp_path))
+        assert ok.status_code == 201, ok.text
+
+
+# ----------------------------------------------------------------- catalogue
+
+
+def test_catalogue_lists_describes_and_deletes(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    upload(client, write_geojson(samples(), tmp_path), synthetic=True, description="made up")
+    listing = client.get("/survey/layers").json()["layers"]
+    assert [x["slug"] for x in listing] == ["rd_samples"]
+    entry = client.get("/survey/layers/rd_samples").json()
+    assert entry["synthetic"] is True
+    assert entry["description"] == "made up"
+    assert entry["kind"] == "geochemistry"
+    assert entry["licence"] == "CC BY 4.0"
+    assert {"name": "sample_id", "type": "string"} in entry["attributes"]
+    assert date.fromisoformat(entry["loaded_at"][:10])
+    r = client.delete("/survey/layers/rd_samples", headers={"X-Actor": "geologist.quetta"})
+    assert r.status_code == 204
+    assert written(conn) == (0, 0)
+    assert client.get("/survey/layers/rd_samples").status_code == 404
+    assert client.get("/collections/rd_samples").status_code == 404
+    assert client.delete("/survey/layers/rd_samples").status_code == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
         app.state.db = db or Database(make_engine(database_url(settings)))
+        app.state.tile_slots = asyncio.Semaphore(settings.tile_queries)
         if settings.listen_generation:
             app.state.db.listen()
         try:

@@ -6,6 +6,7 @@ The library takes a :class:`Settings` object as an argument; nothing in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +56,12 @@ class Settings(BaseSettings):
         default=True,
         description="Follow committed changes by LISTEN, so cached tiles are served "
         "without asking the database (off: ask it on every tile).",
+    )
+    tile_queries: int = Field(
+        default_factory=lambda: 2 * (os.cpu_count() or 1),
+        ge=1,
+        description="Tiles made by PostGIS at the same time; more requests wait their turn "
+        "in the event loop (default twice the CPU count: more only adds contention).",
     )
     max_upload_mb: int = Field(
         default=200,

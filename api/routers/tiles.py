@@ -93,7 +93,8 @@ async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind:
     key = (kind, collection, z, x, y, query.key())
     found = cache.get(gen, key)
     if found is None:
-        body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query, tree)
+        async with request.app.state.tile_slots:  # a few at a time: no pile-up in PostGIS
+            body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query, tree)
         found = cache.put(gen, key, Tile(body or b""))
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if not found.body:

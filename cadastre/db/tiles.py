@@ -333,6 +333,16 @@ def _cell_envelope(z: int) -> str:
     )
 
 
+def _cell_in_tile() -> str:
+    """A density cell drawn straight in tile coordinates (no ST_AsMVTGeom: the cell is a
+    square of whole grid units inside the tile). The ring is reversed so that its area is
+    positive with y down, as MVT wants of an exterior ring."""
+    unit = EXTENT // DENSITY_CELLS
+    px = f"(c.cx - {{x}} * {DENSITY_CELLS}) * {unit}"
+    py = f"(c.cy - {{y}} * {DENSITY_CELLS}) * {unit}"
+    return f"ST_Reverse(ST_MakeEnvelope({px}, {py}, {px} + {unit}, {py} + {unit}))"
+
+
 _BOUNDS = (
     "SELECT ST_TileEnvelope({z}, {x}, {y}) AS env, "
     f"ST_TileEnvelope({{z}}, {{x}}, {{y}}, margin => {BUFFER / EXTENT}) AS envm"
@@ -381,10 +391,9 @@ def _licences_statement(z: int, kind: str, q: TileQuery) -> _Statement:
             sql += f"""
             || coalesce((
                 SELECT ST_AsMVT(d.*, '{DENSITY_LAYER}', {EXTENT}, 'geom') FROM (
-                    SELECT ST_AsMVTGeom({_cell_envelope(z)}, b.env, {EXTENT}, 0, true) AS geom,
-                           {dcols}
-                    FROM b, ({counts}) AS c OFFSET 0
-                ) AS d WHERE d.geom IS NOT NULL), ''::bytea)"""
+                    SELECT {_cell_in_tile()} AS geom, {dcols}
+                    FROM ({counts}) AS c
+                ) AS d), ''::bytea)"""
         return _Statement(sql, params)
     props = ", ".join(f"'{a}', {_LICENCE_SELECT[a]}" for a in attrs)
     features = f"""

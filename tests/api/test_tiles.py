@@ -10,6 +10,7 @@ morecantile's WebMercatorQuad.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, replace
@@ -413,6 +414,28 @@ def test_low_zoom_tile_draws_big_licences_and_counts_the_rest(
     assert_cells_equal(cells, expected_cells(t, SPECS))
     # every licence is in exactly one of the two layers
     assert len(drawn) + sum(c["n"] for c in cells.values()) == len(SPECS), z
+
+
+def ring_area_y_down(ring: list[list[float]]) -> float:
+    """Shoelace area of a ring in tile coordinates (y down)."""
+    closed = [*ring, ring[0]]
+    return sum(a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(closed)) / 2
+
+
+@pytest.mark.parametrize("z", [5, 8, 12])
+def test_mvt_rings_wind_as_the_spec_says(client: TestClient, lic: dict[str, int], z: int) -> None:
+    """MVT 2.1 §4.3.4.4: an exterior ring has positive area with y down, a hole negative;
+    for drawn licences and for the density cells alike."""
+    decoded = get_mvt(client, "licences", TMS.tile(63.6, 28.69, z))
+    seen = 0
+    for name, layer in decoded.items():
+        for f in layer["features"]:
+            for exterior, *holes in polygons(f["geometry"]):
+                assert ring_area_y_down(exterior) > 0, (name, f.get("id"))
+                for hole in holes:
+                    assert ring_area_y_down(hole) < 0, (name, f.get("id"))
+                seen += 1
+    assert seen >= (2 if z <= 8 else 1)  # below zoom 9 a licence and a density cell
 
 
 def test_zoom5_draws_only_big_and_counts_five(client: TestClient, lic: dict[str, int]) -> None:

@@ -39,6 +39,7 @@ from the matching licences.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -497,16 +498,26 @@ def _statement(lay: TileLayer, z: int, kind: str, q: TileQuery) -> _Statement:
 # ----------------------------------------------------------------------- running
 
 
-def _run(conn: Connection, stmt: _Statement, z: int, x: int, y: int) -> Any:
+def _prepared_form(stmt: _Statement) -> tuple[str, str]:
+    sql = stmt.render("prepared")
+    return "cadastre_tile_" + hashlib.sha1(sql.encode()).hexdigest()[:20], sql
+
+
+@functools.lru_cache(maxsize=1024)
+def _builtin_prepared(layer_id: str, z: int, kind: str) -> tuple[str, str]:
+    """(name, SQL) of an unfiltered tile of a built-in layer: built once per process."""
+    return _prepared_form(_statement(LAYERS[layer_id], z, kind, TileQuery()))
+
+
+def _run(conn: Connection, stmt: _Statement | tuple[str, str], z: int, x: int, y: int) -> Any:
     raw: Any = conn.connection.dbapi_connection  # psycopg2's connection
     with raw.cursor() as cur:
-        if stmt.params:  # filtered: planned for its values
+        if isinstance(stmt, _Statement) and stmt.params:  # filtered: planned for its values
             cur.execute(
                 stmt.render("pyformat"), {**stmt.params, "tile_z": z, "tile_x": x, "tile_y": y}
             )
         else:  # the common case: prepared once per connection, then only executed
-            sql = stmt.render("prepared")
-            name = "cadastre_tile_" + hashlib.sha1(sql.encode()).hexdigest()[:20]
+            name, sql = _prepared_form(stmt) if isinstance(stmt, _Statement) else stmt
             prepared: set[str] = conn.connection.info.setdefault("cadastre_prepared", set())
             if name not in prepared:
                 cur.execute(f"PREPARE {name} (integer, integer, integer) AS {sql}")
@@ -531,8 +542,11 @@ def tile(
     zoom's resolution, in WGS 84 lon/lat (RFC 7946).
     """
     check_tile(z, x, y)
-    lay = layer(collection_id, conn)
-    result = _run(conn, _statement(lay, z, kind, query or TileQuery()), z, x, y)
+    if not query and collection_id in LAYERS:
+        result = _run(conn, _builtin_prepared(collection_id, z, kind), z, x, y)
+    else:
+        lay = layer(collection_id, conn)
+        result = _run(conn, _statement(lay, z, kind, query or TileQuery()), z, x, y)
     if result is None:
         return None
     body = bytes(result) if kind == "mvt" else str(result).encode()

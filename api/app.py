@@ -11,7 +11,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 
 from api import errors
 from api.caching import TileCache
-from api.routers import licences, ogc, overlaps, register, tiles
+from api.routers import licences, ogc, overlaps, rasters, register, tiles
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(ogc.router)
     app.include_router(tiles.router)
     app.include_router(register.router)
+    app.include_router(rasters.router)
     errors.install(app)
     for media_type in COMPRESSED:
         add_compress_type(media_type)

@@ -24,6 +24,7 @@ STATUS: dict[type[e.CadastreError], int] = {
     e.DuplicateLicenceNo: 409,
     e.Conflict: 409,
     e.ImportRejected: 422,
+    e.TooLarge: 413,
     e.BadQuery: 400,
     e.InvalidInput: 422,
     e.DatabaseUnavailable: 503,

@@ -130,6 +130,24 @@ class ImportRejected(InvalidInput):
         self.rejections = [dict(r) for r in rejections]
 
 
+class RasterRefused(InvalidInput):
+    """A raster file cannot be imported: unreadable, empty, without CRS or georeferencing."""
+
+    code = "raster_refused"
+
+
+class OutsideRaster(BadQuery):
+    """A point or a polygon lies outside a raster's extent."""
+
+    code = "outside_raster"
+
+
+class TooLarge(InvalidInput):
+    """An upload is larger than the configured limit."""
+
+    code = "too_large"
+
+
 class DatabaseUnavailable(CadastreError):
     """The database could not be reached."""
 

@@ -1,0 +1,1 @@
+"""Survey layers: vector and raster."""

@@ -110,6 +110,10 @@ class RasterMeta:
         for name in ("name", "source", "licence"):
             if not str(getattr(self, name) or "").strip():
                 raise InvalidInput(f"{name} must not be empty", field=name)
+        for name in ("name", "source", "licence", "units", "description"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                raise InvalidInput(f"{name} must not contain NUL characters", field=name)
 
 
 @dataclass(frozen=True)
@@ -516,8 +520,10 @@ def point_values(layer_: RasterLayer, x: float, y: float, crs: str | None = None
     ref = parse_crs(crs)
     with rasterio.open(layer_.path) as ds:
         [rx], [ry] = _to_raster_xy(ref.identifier, ds, [x], [y])
-        row, col = rowcol(ds.transform, rx, ry)
-        if not (0 <= row < ds.height and 0 <= col < ds.width) or not math.isfinite(rx):
+        row, col = (
+            rowcol(ds.transform, rx, ry) if math.isfinite(rx) and math.isfinite(ry) else (-1, -1)
+        )
+        if not (0 <= row < ds.height and 0 <= col < ds.width):
             raise OutsideRaster(
                 f"the point ({x}, {y}) in {ref.identifier} lies outside raster "
                 f"{layer_.slug!r} (bounds {[round(b, 3) for b in ds.bounds]} in {ds.crs})",
@@ -600,7 +606,9 @@ def _polygon_in_raster_crs(
     moved = shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(*xy.T)))
     if not np.all(np.isfinite(shapely.get_coordinates(moved))):
         raise InvalidGeometry(
-            f"the geometry cannot be expressed in the raster's CRS ({ds.crs})", field="geometry"
+            f"the geometry's coordinates are not valid in {ref.identifier}: they cannot be "
+            f"moved to the raster's CRS ({ds.crs}); is crs right?",
+            field="geometry",
         )
     assert isinstance(moved, Polygon | MultiPolygon)
     return moved
@@ -907,5 +915,7 @@ def render_tile(
         return None
     img.rescale(in_range=style.rescale)
     colour = cmap.get(style.colormap) if style.colormap else None
-    out: bytes = img.render(img_format=img_format, colormap=colour)
+    # Lossless WebP: a colour is a value; lossy coding would change what the map says.
+    options = {"lossless": "TRUE"} if img_format == "WEBP" else {}
+    out: bytes = img.render(img_format=img_format, colormap=colour, **options)
     return out

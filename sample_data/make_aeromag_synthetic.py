@@ -40,11 +40,11 @@ INCLINATION, DECLINATION = np.radians(47.0), np.radians(2.0)
 
 # name, lon, lat, depth to the dipole (m), moment scale (nT at the peak, roughly)
 PROSPECTS = (
-    ("Saindak", 61.584722, 29.270833, 2500.0, 420.0),
-    ("Reko Diq", 62.078889, 29.122778, 3000.0, 650.0),
-    ("Koh-i-Dalil", 62.194167, 29.1225, 2200.0, 300.0),
-    ("Ziarat Pir Sultan", 64.141667, 29.4, 2600.0, 350.0),
-    ("Dasht-e-Kain", 64.504167, 29.554444, 2800.0, 380.0),
+    ("Saindak", 61.584722, 29.270833, 4500.0, 420.0),
+    ("Reko Diq", 62.078889, 29.122778, 6000.0, 650.0),
+    ("Koh-i-Dalil", 62.194167, 29.1225, 3500.0, 300.0),
+    ("Ziarat Pir Sultan", 64.141667, 29.4, 5000.0, 350.0),
+    ("Dasht-e-Kain", 64.504167, 29.554444, 5500.0, 380.0),
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "aeromag_chagai_synthetic.tif"
@@ -90,7 +90,7 @@ def make_grid() -> np.ndarray:
         x, y = to_utm.transform(lon, lat)
         grid += peak * _dipole(xx, yy, x, y, depth)
     grid += 0.00012 * (xx - xx.mean()) - 0.00008 * (yy - yy.mean())  # regional, nT/m
-    grid += 35.0 * _smooth_noise(rng, 12.0) + 10.0 * _smooth_noise(rng, 3.0)
+    grid += 15.0 * _smooth_noise(rng, 15.0) + 4.0 * _smooth_noise(rng, 4.0)
     grid += 0.5 * rng.standard_normal(grid.shape)
     grid = np.round(grid, 1)
 

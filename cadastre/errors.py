@@ -142,6 +142,12 @@ class OutsideRaster(BadQuery):
     code = "outside_raster"
 
 
+class RasterUnavailable(CadastreError):
+    """A catalogued raster's file cannot be read (being replaced, or lost)."""
+
+    code = "raster_unavailable"
+
+
 class TooLarge(InvalidInput):
     """An upload is larger than the configured limit."""
 

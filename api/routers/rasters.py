@@ -69,9 +69,7 @@ def _layer_now(db: Database, settings: Settings, slug: str) -> raster.RasterLaye
 
 async def _layer(request: Request, slug: str, gen: int) -> raster.RasterLayer:
     """The raster's catalogue entry as of ``gen``, remembered per generation."""
-    cache: dict[tuple[int, str], raster.RasterLayer] = request.app.state.__dict__.setdefault(
-        "raster_layers", {}
-    )
+    cache: dict[tuple[int, str], raster.RasterLayer] = request.app.state.raster_layers
     found = cache.get((gen, slug))
     if found is None:
         found = await run_in_threadpool(

@@ -27,7 +27,8 @@ import os
 import re
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -63,6 +64,7 @@ from cadastre.errors import (
     NotFound,
     OutsideRaster,
     RasterRefused,
+    RasterUnavailable,
 )
 
 #: Percentiles every statistics answer carries (the stored ones too).
@@ -504,6 +506,19 @@ def delete_raster(db: Database, raster_dir: Path, slug: str) -> None:
 # ---------------------------------------------------------------------- values
 
 
+@contextmanager
+def _open(layer_: RasterLayer) -> Iterator[DatasetReader]:
+    """The raster's file, open for reading; a file that cannot be opened is unavailable."""
+    try:
+        ds = rasterio.open(layer_.path)
+    except RasterioIOError as exc:
+        raise RasterUnavailable(
+            f"the file of raster {layer_.slug!r} cannot be read now; retry", field="slug"
+        ) from exc
+    with ds:
+        yield ds
+
+
 def point_values(layer_: RasterLayer, x: float, y: float, crs: str | None = None) -> dict[str, Any]:
     """The value of every band at a point; None where the pixel is nodata.
 
@@ -518,7 +533,7 @@ def point_values(layer_: RasterLayer, x: float, y: float, crs: str | None = None
         The point lies outside the raster.
     """
     ref = parse_crs(crs)
-    with rasterio.open(layer_.path) as ds:
+    with _open(layer_) as ds:
         [rx], [ry] = _to_raster_xy(ref.identifier, ds, [x], [y])
         row, col = (
             rowcol(ds.transform, rx, ry) if math.isfinite(rx) and math.isfinite(ry) else (-1, -1)
@@ -756,7 +771,7 @@ def polygon_statistics(
         raise BadQuery(f"bins must be 1..{MAX_BINS}, not {bins}", field="bins")
     qs = check_percentiles(percentiles)
     poly = read_polygon(geometry)
-    with rasterio.open(layer_.path) as ds:
+    with _open(layer_) as ds:
         window, inside = _covered(ds, layer_, poly, crs)
         bands = []
         for band in range(1, ds.count + 1):
@@ -786,7 +801,7 @@ def clip(layer_: RasterLayer, geometry: Mapping[str, Any], *, crs: str | None = 
     mask band instead. Same pixel rule as :func:`polygon_statistics`.
     """
     poly = read_polygon(geometry)
-    with rasterio.open(layer_.path) as ds:
+    with _open(layer_) as ds:
         window, inside = _covered(ds, layer_, poly, crs)
         data = ds.read(window=window)
         profile = {
@@ -906,7 +921,7 @@ def render_tile(
     Nodata pixels are transparent (alpha 0). Values are mapped linearly from the
     style's range to 0..255 (clipped) and through the colour map.
     """
-    with Reader(str(layer_.path)) as src:
+    with _open(layer_) as ds, Reader(None, dataset=ds) as src:
         try:
             img = src.tile(x, y, z, indexes=style.bands)
         except TileOutsideBounds:

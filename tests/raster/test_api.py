@@ -189,3 +189,16 @@ def test_openapi_documents_the_raster_routes(rclient: TestClient) -> None:
 def test_colormap_names(rclient: TestClient) -> None:
     names = rclient.get("/rasters/colormaps").json()["colormaps"]
     assert {"viridis", "magma", "terrain", "rdbu"} <= set(names)
+
+
+def test_a_lost_file_is_503_not_500(
+    rclient: TestClient, imported: dict[str, Any], raster_dir: Path
+) -> None:
+    (raster_dir / imported["raster"]["path"]).unlink()
+    for r in (
+        rclient.get("/rasters/magtest/tiles/10/689/425.png"),
+        rclient.get("/rasters/magtest/point", params={"lon": 62.0, "lat": 29.2}),
+    ):
+        assert r.status_code == 503
+        assert r.json()["code"] == "raster_unavailable"
+        assert r.headers["retry-after"]

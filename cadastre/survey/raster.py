@@ -76,6 +76,10 @@ STATS_MAX_SIDE = 2048
 #: Loose box around Pakistan (lon/lat): a footprint outside it is a CRS mistake.
 PAKISTAN_BOX = (60.0, 23.0, 78.5, 37.5)
 MAX_BINS = 1000
+#: Largest window (pixels per band) a statistics request or a clip reads; beyond it the
+#: answer would take seconds and gigabytes, so it is refused with the size.
+MAX_STATISTICS_PIXELS = 120_000_000
+MAX_CLIP_PIXELS = 50_000_000
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 Progress = Callable[[str], None]
@@ -630,7 +634,11 @@ def _polygon_in_raster_crs(
 
 
 def _covered(
-    ds: DatasetReader, layer_: RasterLayer, poly: Polygon | MultiPolygon, crs: str | None
+    ds: DatasetReader,
+    layer_: RasterLayer,
+    poly: Polygon | MultiPolygon,
+    crs: str | None,
+    max_pixels: int,
 ) -> tuple[rasterio.windows.Window, npt.NDArray[np.bool_]]:
     """The window of the polygon's bounds and which of its pixels the polygon covers.
 
@@ -650,6 +658,12 @@ def _covered(
             field="geometry",
         )
     window = window.round_offsets().round_lengths()
+    if window.width * window.height > max_pixels:
+        raise BadQuery(
+            f"the polygon's bounds cover {int(window.width)} x {int(window.height)} pixels of "
+            f"raster {layer_.slug!r}; at most {max_pixels:,} pixels are read per request",
+            field="geometry",
+        )
     inside = rasterio.features.geometry_mask(
         [mapping(moved)],
         out_shape=(int(window.height), int(window.width)),
@@ -772,7 +786,7 @@ def polygon_statistics(
     qs = check_percentiles(percentiles)
     poly = read_polygon(geometry)
     with _open(layer_) as ds:
-        window, inside = _covered(ds, layer_, poly, crs)
+        window, inside = _covered(ds, layer_, poly, crs, MAX_STATISTICS_PIXELS)
         bands = []
         for band in range(1, ds.count + 1):
             data = _read_valid(ds, window, band)
@@ -802,7 +816,7 @@ def clip(layer_: RasterLayer, geometry: Mapping[str, Any], *, crs: str | None = 
     """
     poly = read_polygon(geometry)
     with _open(layer_) as ds:
-        window, inside = _covered(ds, layer_, poly, crs)
+        window, inside = _covered(ds, layer_, poly, crs, MAX_CLIP_PIXELS)
         data = ds.read(window=window)
         profile = {
             "driver": "GTiff",

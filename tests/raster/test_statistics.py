@@ -329,3 +329,17 @@ def test_coordinates_in_the_wrong_crs_are_refused(rclient: TestClient, imported:
     assert r.status_code == 422
     assert r.json()["field"] == "geometry"
     assert "OGC:CRS84" in r.json()["detail"]
+
+
+def test_window_larger_than_the_cap_is_refused(
+    rclient: TestClient, imported: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cadastre.survey import raster
+
+    monkeypatch.setattr(raster, "MAX_CLIP_PIXELS", 1000)
+    monkeypatch.setattr(raster, "MAX_STATISTICS_PIXELS", 1000)
+    for route in ("statistics", "clip"):
+        r = rclient.post(f"/rasters/magtest/{route}", json=mapping(INSIDE), params={"crs": CRS})
+        assert r.status_code == 400
+        assert r.json()["field"] == "geometry"
+        assert "at most 1,000 pixels" in r.json()["detail"]

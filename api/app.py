@@ -12,7 +12,7 @@ from starlette_compress import CompressMiddleware, add_compress_type
 
 from api import errors
 from api.caching import TileCache
-from api.routers import aoi, licences, ogc, overlaps, register, survey, tiles
+from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
 from cadastre import __version__
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.rules = RuleBook.load()
     app.state.tile_cache = TileCache()
+    app.state.raster_layers = {}  # raster catalogue entries by (generation, slug)
     if db is not None:
         app.state.db = db
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(register.router)
     app.include_router(survey.router)
     app.include_router(aoi.router)
+    app.include_router(rasters.router)
     errors.install(app)
     for media_type in COMPRESSED:
         add_compress_type(media_type)

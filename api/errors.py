@@ -28,6 +28,7 @@ STATUS: dict[type[e.CadastreError], int] = {
     e.BadQuery: 400,
     e.InvalidInput: 422,
     e.DatabaseUnavailable: 503,
+    e.RasterUnavailable: 503,
 }
 
 

@@ -23,6 +23,7 @@ from cadastre.errors import CadastreError, ImportRejected
 from cadastre.ingest import import_licences, read_licence_file
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+from cadastre.survey import raster as rasters
 from cadastre.survey.vector import (
     LayerMeta,
     ReadOptions,
@@ -111,9 +112,10 @@ def load_sample(
     ] = False,
     directory: Annotated[Path, typer.Option("--dir", help="Sample data folder.")] = SAMPLE_DIR,
 ) -> None:
-    """Load the provinces and the synthetic sample licences."""
+    """Load the provinces, the synthetic sample licences and the synthetic aeromagnetic grid."""
     settings = _settings()
     db = _database(settings)
+    _load_sample_raster(db, settings, directory)
     with db.begin() as conn:
         if if_empty and conn.scalar(select(func.count()).select_from(licences)):
             typer.echo("sample data already loaded")
@@ -259,6 +261,36 @@ def survey_delete(slug: Annotated[str, typer.Argument(help="The layer's slug")])
     except CadastreError as exc:
         _fail(exc.message)
     typer.echo(f"deleted survey layer {slug}")
+
+
+SAMPLE_RASTER = rasters.RasterMeta(
+    slug="aeromag_chagai_synthetic",
+    name="Chagai total-field magnetic anomaly (SYNTHETIC)",
+    kind="geophysics",
+    source="SYNTHETIC: made by sample_data/make_aeromag_synthetic.py (fixed seed); not a survey",
+    licence="CC0-1.0",
+    units="nT",
+    description="Invented aeromagnetic-style grid with induced dipoles under real porphyry "
+    "prospects (Saindak, Reko Diq, Koh-i-Dalil, Ziarat Pir Sultan, Dasht-e-Kain); for "
+    "demonstrations and tests only.",
+    synthetic=True,
+)
+
+
+def _load_sample_raster(db: Database, settings: Settings, directory: Path) -> None:
+    """The synthetic aeromagnetic grid, unless it is already catalogued."""
+    with db.begin() as conn:
+        known = {r["slug"] for r in rasters.list_rasters(conn)}
+    if SAMPLE_RASTER.slug in known:
+        return
+    rasters.import_raster(
+        db,
+        settings.rasters,
+        directory / "aeromag_chagai_synthetic.tif",
+        SAMPLE_RASTER,
+        actor="sample-loader",
+    )
+    typer.echo(f"loaded raster {SAMPLE_RASTER.slug} (synthetic)")
 
 
 # ---------------------------------------------------------------------- import
@@ -432,6 +464,88 @@ def audit_overlaps(
         if not writer:
             fh.write("\n]}\n")
     typer.echo(f"{count} overlaps written to {out} in {time.perf_counter() - started:.1f} s")
+
+
+# ---------------------------------------------------------------------- raster
+
+raster_app = typer.Typer(help="Raster survey layers (GeoTIFF and anything GDAL reads).")
+app.add_typer(raster_app, name="raster")
+
+
+@raster_app.command("import")
+def raster_import(
+    path: Annotated[Path, typer.Argument(help="A raster GDAL reads: GeoTIFF, .img, .asc, ...")],
+    slug: Annotated[str, typer.Option(help="Identifier: a-z, 0-9, _ (starts with a letter)")],
+    name: Annotated[str, typer.Option(help="Title")],
+    kind: Annotated[str, typer.Option(help="geophysics, elevation, geochemistry, other, ...")],
+    source: Annotated[str, typer.Option(help="Who made it, where it came from")],
+    licence: Annotated[str, typer.Option(help="The data licence, e.g. CC BY 4.0")],
+    units: Annotated[str | None, typer.Option(help="Units of the values, e.g. nT or m")] = None,
+    description: Annotated[str | None, typer.Option(help="Free text")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Invented data")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a raster of that slug")] = (
+        False
+    ),
+    actor: Annotated[str, typer.Option(help="Who imports")] = "cli-import",
+) -> None:
+    """Import a raster as a Cloud-Optimised GeoTIFF and catalogue it; all or nothing."""
+    settings = _settings()
+    meta = rasters.RasterMeta(
+        slug=slug,
+        name=name,
+        kind=kind,
+        source=source,
+        licence=licence,
+        units=units,
+        description=description,
+        synthetic=synthetic,
+    )
+    started = time.perf_counter()
+    try:
+        entry = rasters.import_raster(
+            _database(settings),
+            settings.rasters,
+            path,
+            meta,
+            actor=actor,
+            replace=replace,
+            progress=lambda m: typer.echo(f"{m} ...", err=True),
+            progress_out=sys.stderr,
+        )
+    except CadastreError as exc:
+        _fail(exc.message)
+    info = entry["raster"]
+    typer.echo(
+        f"imported {slug}: {info['width']} x {info['height']} px, {info['bands']} band(s) "
+        f"{info['dtype']}, {info['crs']}, in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@raster_app.command("list")
+def raster_list() -> None:
+    """List the raster survey layers."""
+    with _database(_settings()).begin() as conn:
+        entries = rasters.list_rasters(conn)
+    for e in entries:
+        info = e["raster"]
+        flag = " SYNTHETIC" if e["synthetic"] else ""
+        typer.echo(
+            f"{e['slug']}\t{e['kind']}\t{info['width']}x{info['height']}\t{info['crs']}\t"
+            f"{info.get('units') or ''}\t{e['name']}{flag}"
+        )
+    if not entries:
+        typer.echo("no raster survey layers", err=True)
+
+
+@raster_app.command("delete")
+def raster_delete(slug: Annotated[str, typer.Argument(help="The raster's slug")]) -> None:
+    """Remove a raster survey layer and its file."""
+    settings = _settings()
+    try:
+        rasters.delete_raster(_database(settings), settings.rasters, slug)
+    except CadastreError as exc:
+        _fail(exc.message)
+    typer.echo(f"deleted {slug}")
 
 
 # ----------------------------------------------------------------------- serve

@@ -136,6 +136,24 @@ class UploadTooLarge(InvalidInput):
     code = "upload_too_large"
 
 
+class RasterRefused(InvalidInput):
+    """A raster file cannot be imported: unreadable, empty, without CRS or georeferencing."""
+
+    code = "raster_refused"
+
+
+class OutsideRaster(BadQuery):
+    """A point or a polygon lies outside a raster's extent."""
+
+    code = "outside_raster"
+
+
+class RasterUnavailable(CadastreError):
+    """A catalogued raster's file cannot be read (being replaced, or lost)."""
+
+    code = "raster_unavailable"
+
+
 class DatabaseUnavailable(CadastreError):
     """The database could not be reached."""
 

@@ -69,7 +69,22 @@ class Settings(BaseSettings):
         description="Largest survey-layer upload accepted by the service, in MB (MiB), "
         "multipart envelope included; a larger one is refused with 413.",
     )
+    raster_dir: Path | None = Field(
+        default=None,
+        description="Where imported rasters are kept as Cloud-Optimised GeoTIFFs; "
+        "unset = the folder `rasters` inside data_dir.",
+    )
+    raster_upload_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        gt=0,
+        description="Largest raster file POST /rasters accepts, in bytes (1 GiB).",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def rasters(self) -> Path:
+        """The folder of imported rasters (``raster_dir``, else ``data_dir/rasters``)."""
+        return self.raster_dir if self.raster_dir is not None else self.data_dir / "rasters"

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -111,9 +112,15 @@ def fresh(make_db: Callable[..., CliDb]) -> CliDb:
     return make_db()
 
 
+def raster_dir(url: str) -> Path:
+    """Where the CLI keeps rasters for the database at ``url``: never the project's own folder."""
+    return Path(tempfile.gettempdir()) / "cadastre-test-rasters" / url.rsplit("/", 1)[-1]
+
+
 def cli(db: CliDb | str, *args: str | Path) -> Result:
     url = db if isinstance(db, str) else db.url
-    return runner.invoke(app, [str(a) for a in args], env={"CADASTRE_DATABASE_URL": url})
+    env = {"CADASTRE_DATABASE_URL": url, "CADASTRE_RASTER_DIR": str(raster_dir(url))}
+    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 def _out(result: Result) -> str:
@@ -702,12 +709,24 @@ def test_load_sample(sample_db: CliDb) -> None:
     assert sample_db.scalar("SELECT count(DISTINCT licence_no) FROM licences") == n
 
 
+def test_load_sample_loads_the_synthetic_raster(sample_db: CliDb) -> None:
+    assert "loaded raster aeromag_chagai_synthetic (synthetic)" in sample_db.load_output  # type: ignore[attr-defined]
+    [row] = sample_db.rows(
+        "SELECT slug, name, synthetic, storage, raster->>'path' AS path, raster->>'units' AS units "
+        "FROM survey_layers WHERE storage = 'raster'"
+    )
+    assert row["synthetic"] is True and row["slug"] == "aeromag_chagai_synthetic"
+    assert "SYNTHETIC" in row["name"] and row["units"] == "nT"
+    assert (raster_dir(sample_db.url) / row["path"]).is_file()
+
+
 def test_load_sample_if_empty_does_nothing_the_second_time(sample_db: CliDb) -> None:
     before = sample_db.written()
     result = cli(sample_db, "load-sample", "--if-empty")
     assert result.exit_code == 0, _out(result)
     assert "sample data already loaded" in _out(result)
     assert sample_db.written() == before
+    assert sample_db.count("survey_layers") == 4  # three vector layers and the grid
 
 
 def test_load_sample_matches_the_file(sample_db: CliDb) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import json
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 import shapely
@@ -15,7 +17,8 @@ from api.routers.licences import CrsParam
 from api.schemas import GEOMETRY_DOC, errors
 from cadastre.db import aoi
 from cadastre.domain.geometry import intake
-from cadastre.errors import BadQuery, InvalidInput
+from cadastre.errors import BadQuery, InvalidInput, RasterUnavailable
+from cadastre.survey import raster
 
 router = APIRouter(tags=["area of interest"])
 
@@ -115,20 +118,43 @@ def aoi_report(
     survey layer the statistics of the pixels it covers."""
     fmt = _format(request, f)
     geometry = _area(body, crs)
-    raster_stats = getattr(request.app.state, "aoi_raster_stats", None)
     with db.begin() as conn:
         rep = aoi.report(
             conn,
             geometry,
             rules=rules,
             timezone=settings.register_timezone,
-            raster_stats=raster_stats,
+            raster_stats=_raster_stats(settings.rasters),
         )
     if fmt == "geojson":
         return JSONResponse(aoi.geojson(rep), media_type=GEOJSON)
     if fmt == "html":
         return HTMLResponse(page(rep))
     return JSONResponse(rep.to_dict())
+
+
+def _raster_stats(folder: Path) -> aoi.RasterStats:
+    """Statistics of a catalogued raster over the area (the pixels whose centres it holds,
+    nodata excluded: the rule of ``POST /rasters/{slug}/statistics``)."""
+
+    def stats(row: Any, geometry: Any) -> dict[str, Any]:
+        info = dict(row["raster"])
+        lay = raster.RasterLayer(
+            slug=row["slug"], name=row["name"], path=folder / info["path"], info=info
+        )
+        try:
+            found = raster.polygon_statistics(lay, json.loads(shapely.to_geojson(geometry)))
+        except (BadQuery, RasterUnavailable) as exc:  # outside it, too large, file gone
+            return {"units": info.get("units"), "statistics": None, "note": exc.message}
+        bands = found["bands"]
+        return {
+            "units": found["units"],
+            "pixels_covered": found["pixels_covered"],
+            "statistics": bands[0] if len(bands) == 1 else None,
+            "bands": bands,
+        }
+
+    return stats
 
 
 # ---------------------------------------------------------------------- the page
@@ -224,9 +250,16 @@ def page(rep: aoi.AoiReport) -> str:
         label = esc(layer["name"]) + (" <strong>(SYNTHETIC)</strong>" if layer["synthetic"] else "")
         stats = layer.get("statistics") or {}
         summary = ", ".join(
-            f"{k} {stats[k]:.4g}" for k in ("count", "min", "max", "mean", "std") if k in stats
+            f"{k} {stats[k]:.4g}"
+            for k in ("count", "min", "max", "mean", "std")
+            if stats.get(k) is not None
         )
-        layers.append(f"<li>{label}: {esc(summary) or 'no valid pixels'}</li>")
+        units = f" ({esc(layer['units'])})" if layer.get("units") else ""
+        layers.append(
+            f"<li>{label}{units}: {esc(summary) or esc(layer.get('note') or 'no valid pixels')}"
+            f"<br><small>Source: {esc(layer['source'])}; licence: {esc(layer['licence'])}"
+            "</small></li>"
+        )
     legend = "".join(
         f'<span><i style="background:{c}"></i>{esc(s)}</span>'
         for s, c in STATUS_COLOURS.items()

@@ -158,6 +158,18 @@ def _values(raw: Any) -> list[str]:
     return [p for p in parts if p] or ["(none)"]
 
 
+def _layer_entry(row: Any) -> dict[str, Any]:
+    """What the report says of any survey layer: which it is and where it comes from."""
+    return {
+        "slug": row["slug"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "synthetic": bool(row["synthetic"]),
+        "source": row["source"],
+        "licence": row["licence"],
+    }
+
+
 def _vector_summary(conn: Connection, wkb: str, row: Any, aoi_m2: float) -> dict[str, Any]:
     group = _group_attribute(row["attributes"])
     totals: dict[str, float] = {}
@@ -175,12 +187,7 @@ def _vector_summary(conn: Connection, wkb: str, row: Any, aoi_m2: float) -> dict
             for value in _values((props or {}).get(group)):
                 totals[value] = totals.get(value, 0.0) + got
     out: dict[str, Any] = {
-        "slug": row["slug"],
-        "name": row["name"],
-        "kind": row["kind"],
-        "synthetic": bool(row["synthetic"]),
-        "source": row["source"],
-        "licence": row["licence"],
+        **_layer_entry(row),
         "geometry_type": row["geometry_type"],
         "features": count,
         "grouped_by": group,
@@ -266,14 +273,7 @@ def report(
         if row["storage"] == "vector":
             vectors.append(_vector_summary(conn, wkb, row, aoi_m2))
         elif raster_stats is not None:
-            entry = {
-                "slug": row["slug"],
-                "name": row["name"],
-                "kind": row["kind"],
-                "synthetic": bool(row["synthetic"]),
-                "source": row["source"],
-                "licence": row["licence"],
-            }
+            entry = _layer_entry(row)
             entry.update(raster_stats(row, geometry))
             rasters.append(entry)
     return AoiReport(

@@ -300,7 +300,7 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
             raise BadQuery("filter-crs must be CRS84", field="filter-crs")
         tree = cql2.parse(p["filter"], p.get("filter-lang", "cql2-text"))
         columns = {name: c.column(name) for name in c.queryables}
-        flt = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates)
+        flt = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates, kinds=c.queryables)
     sortby: list[tuple[str, bool]] = []
     if "sortby" in p:
         for name in _names(c, p["sortby"], "sortby"):

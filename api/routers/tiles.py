@@ -66,7 +66,7 @@ def _resolve(
     """The query with its CQL2 tree turned into SQL over the collection's queryables."""
     c = get_collection(collection, conn)
     columns = {name: c.column(name) for name in c.queryables}
-    cond = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates)
+    cond = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates, kinds=c.queryables)
     return replace(query, cql=cond, collection=c)
 
 

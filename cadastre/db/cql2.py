@@ -17,6 +17,7 @@ the temporal functions ``T_BEFORE``, ``T_AFTER``, ``T_DURING``, ``T_EQUALS``,
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -59,15 +60,20 @@ def to_sql(
     geometry: Any,
     *,
     dates: frozenset[str] = frozenset(),
+    kinds: Mapping[str, str] | None = None,
 ) -> ColumnElement[bool]:
     """Build a boolean SQL expression from a filter in standard CQL2 JSON.
 
     ``columns`` maps queryable names to SQLAlchemy column expressions;
     ``geometry`` is the geometry column (EPSG:4326), reachable as
     ``geometry`` or ``geom`` in the filter; ``dates`` are the date properties
-    that the temporal functions accept.
+    that the temporal functions accept; ``kinds`` gives each queryable's JSON
+    Schema type (string, number, integer, boolean, date), so that a comparison
+    of a property with a value of another type is refused here, naming both,
+    instead of failing in the database.
     """
-    expr: ColumnElement[bool] = _Walker(columns, geometry, dates).predicate(node, 0)
+    walker = _Walker(columns, geometry, dates, kinds or {})
+    expr: ColumnElement[bool] = walker.predicate(node, 0)
     return expr
 
 
@@ -94,11 +100,65 @@ _SPATIAL = {
 _TEMPORAL = ("t_before", "t_after", "t_during", "t_equals", "t_intersects")
 
 
+def _kind_name(kind: str) -> str:
+    return {"integer": "number", "date": "date"}.get(kind, kind)
+
+
+def _is_instant(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 class _Walker:
-    def __init__(self, columns: Mapping[str, Any], geometry: Any, dates: frozenset[str]) -> None:
+    def __init__(
+        self,
+        columns: Mapping[str, Any],
+        geometry: Any,
+        dates: frozenset[str],
+        kinds: Mapping[str, str],
+    ) -> None:
         self.columns = columns
         self.geometry = geometry
         self.dates = dates
+        self.kinds = kinds
+
+    def kind(self, node: Any) -> tuple[str, str]:
+        """(type, how to name it) of an operand: a property's queryable type or a literal's."""
+        if isinstance(node, dict):
+            if "property" in node:
+                self.attribute(node["property"])
+                kind = _kind_name(self.kinds.get(node["property"], "any"))
+                return kind, f"property {node['property']!r} ({kind})"
+            if "date" in node or "timestamp" in node:
+                return "date", _show(node)
+            if node.get("op") in ("casei", "accenti") and node.get("args"):
+                return self.kind(node["args"][0])
+            return "any", _show(node)
+        if isinstance(node, bool):
+            return "boolean", _show(node)
+        if isinstance(node, int | float):
+            return "number", _show(node)
+        if isinstance(node, str):
+            return "string", _show(node)
+        return "any", _show(node)
+
+    def same_kind(self, op: str, *nodes: Any) -> None:
+        """Refuse operands of different types (a date property takes an ISO date string)."""
+        kinds = [self.kind(n) for n in nodes]
+        known = [(k, d, n) for (k, d), n in zip(kinds, nodes, strict=True) if k != "any"]
+        for (k1, d1, n1), (k2, d2, n2) in itertools.combinations(known, 2):
+            if k1 == k2:
+                continue
+            if {k1, k2} == {"date", "string"}:
+                text = n2 if k2 == "string" else n1
+                if isinstance(text, str) and _is_instant(text):
+                    continue
+            raise BadFilter(
+                f"{op.upper()} compares {d1} with {d2}: the types differ", field="filter"
+            )
 
     def predicate(self, node: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -116,14 +176,22 @@ class _Walker:
         if op == "not":
             return not_(self.predicate(args[0], d))
         if op in _COMPARE:
+            self.same_kind(op, args[0], args[1])
             return _COMPARE[op](self.value(args[0], d), self.value(args[1], d))
         if op == "like":
+            for arg in args[:2]:
+                kind, name = self.kind(arg)
+                if kind not in ("string", "any"):
+                    raise BadFilter(f"LIKE works on text; {name} is not text", field="filter")
             return self.value(args[0], d).like(self.value(args[1], d))
         if op == "between":
+            self.same_kind(op, *args[:3])
             return self.value(args[0], d).between(self.value(args[1], d), self.value(args[2], d))
         if op == "in":
             if not isinstance(args[1], list):
                 raise BadFilter("IN needs a list of values", field="filter")
+            for v in args[1]:
+                self.same_kind(op, args[0], v)
             return self.value(args[0], d).in_([self.value(v, d) for v in args[1]])
         if op == "isNull":
             return self.value(args[0], d).is_(None)

@@ -510,21 +510,19 @@ def _builtin_prepared(layer_id: str, z: int, kind: str) -> tuple[str, str]:
 
 
 def _run(conn: Connection, stmt: _Statement | tuple[str, str], z: int, x: int, y: int) -> Any:
-    raw: Any = conn.connection.dbapi_connection  # psycopg2's connection
-    with raw.cursor() as cur:
-        if isinstance(stmt, _Statement) and stmt.params:  # filtered: planned for its values
-            cur.execute(
-                stmt.render("pyformat"), {**stmt.params, "tile_z": z, "tile_x": x, "tile_y": y}
-            )
-        else:  # the common case: prepared once per connection, then only executed
-            name, sql = _prepared_form(stmt) if isinstance(stmt, _Statement) else stmt
-            prepared: set[str] = conn.connection.info.setdefault("cadastre_prepared", set())
-            if name not in prepared:
-                cur.execute(f"PREPARE {name} (integer, integer, integer) AS {sql}")
-                prepared.add(name)
-            cur.execute(f"EXECUTE {name} (%s, %s, %s)", (z, x, y))
-        row = cur.fetchone()
-    return row[0] if row else None
+    """Run a tile statement through SQLAlchemy's driver-level call, so database errors
+    arrive as SQLAlchemy's (a lost connection invalidates the pool, a bad value is a 4xx)."""
+    if isinstance(stmt, _Statement) and stmt.params:  # filtered: planned for its values
+        params = {**stmt.params, "tile_z": z, "tile_x": x, "tile_y": y}
+        return conn.exec_driver_sql(stmt.render("pyformat"), params).scalar()
+    # the common case: prepared once per connection, then only executed
+    name, sql = _prepared_form(stmt) if isinstance(stmt, _Statement) else stmt
+    prepared: set[str] = conn.connection.info.setdefault("cadastre_prepared", set())
+    if name not in prepared:  # our own SQL, sent as it is (no parameters to format)
+        with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(f"PREPARE {name} (integer, integer, integer) AS {sql}")
+        prepared.add(name)
+    return conn.exec_driver_sql(f"EXECUTE {name} (%s, %s, %s)", (z, x, y)).scalar()
 
 
 def tile(

@@ -480,12 +480,21 @@ def _missing(value: Any) -> bool:
         return False
 
 
+_BIGINT = (-(2**63), 2**63 - 1)
+
+
+def _fits_bigint(column: pd.Series[Any]) -> bool:
+    """Whether every value fits PostgreSQL's bigint (queries cast integer attributes to it)."""
+    values = [int(v) for v in column.tolist() if not _missing(v)]
+    return all(_BIGINT[0] <= v <= _BIGINT[1] for v in values)
+
+
 def _column_type(column: pd.Series[Any]) -> str:
     dtype = column.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "boolean"
     if pd.api.types.is_integer_dtype(dtype):
-        return "integer"
+        return "integer" if _fits_bigint(column) else "number"
     if pd.api.types.is_float_dtype(dtype):
         return "number"
     if pd.api.types.is_datetime64_any_dtype(dtype):
@@ -499,7 +508,7 @@ def _column_type(column: pd.Series[Any]) -> str:
     if all(isinstance(v, bool | np.bool_) for v in values):
         return "boolean"
     if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
-        return "integer"
+        return "integer" if _fits_bigint(pd.Series(values, dtype=object)) else "number"
     if all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values):
         return "number"
     if all(isinstance(v, datetime) for v in values):

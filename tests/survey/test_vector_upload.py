@@ -456,3 +456,25 @@ def test_catalogue_lists_describes_and_deletes(
     assert client.get("/survey/layers/rd_samples").status_code == 404
     assert client.get("/collections/rd_samples").status_code == 404
     assert client.delete("/survey/layers/rd_samples").status_code == 404
+
+
+def test_an_integer_beyond_bigint_is_kept_as_a_number_and_served(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    """pandas reads 18446744073709551615 as uint64; stored as an integer attribute, every
+    query casting it to bigint would fail. It is typed a number instead."""
+    path = tmp_path / "bigint.csv"
+    path.write_text("name,lon,lat,serial\nA,62.4,28.9,18446744073709551615\nB,62.5,29.0,7\n")
+    r = upload(client, path, slug="bigint")
+    assert r.status_code == 201, r.text
+    types = {a["name"]: a["type"] for a in r.json()["attributes"]}
+    assert types["serial"] == "number"
+    items = client.get("/collections/bigint/items")
+    assert items.status_code == 200, items.text
+    assert len(items.json()["features"]) == 2
+    assert (
+        client.get("/collections/bigint/items?filter=serial%20%3E%2010").json()["numberReturned"]
+        == 1
+    )
+    tile = client.get("/tiles/bigint/5/21/13.mvt")
+    assert tile.status_code == 200, tile.text

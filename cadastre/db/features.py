@@ -377,7 +377,8 @@ def items(conn: Connection, c: Collection, q: ItemsQuery) -> ItemsPage:
     # Exact when present: the last page knows it; otherwise counted only up to a cap,
     # so no page of a large collection pays for a full count.
     matched = q.offset + len(rows)
-    if has_more:
+    counted = has_more or (q.offset > 0 and not rows)  # past the end: offset says nothing
+    if counted:
         capped: Select[Any] = (
             select(literal_column("1")).select_from(c.source).where(*conds).limit(COUNT_CAP + 1)
         )
@@ -385,7 +386,7 @@ def items(conn: Connection, c: Collection, q: ItemsQuery) -> ItemsPage:
     return ItemsPage(
         features_json=",".join(rows),
         number_returned=len(rows),
-        number_matched=matched if (not has_more or matched <= COUNT_CAP) else None,
+        number_matched=None if counted and matched > COUNT_CAP else matched,
         has_more=has_more,
     )
 

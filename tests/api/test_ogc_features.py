@@ -369,6 +369,17 @@ def test_number_matched_capped(
     assert [p["numberMatched"] for p in pages] == [4, 4, 4, 4]
 
 
+def test_number_matched_past_the_end_is_the_real_count(
+    client: TestClient, lic: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = client.get(f"{ITEMS}?offset=500")
+    assert r.status_code == 200
+    assert r.json()["numberReturned"] == 0
+    assert r.json()["numberMatched"] == len(SPECS)
+    monkeypatch.setattr(features_mod, "COUNT_CAP", 3)  # too many to count: left out
+    assert "numberMatched" not in client.get(f"{ITEMS}?offset=500").json()
+
+
 # -------------------------------------------------------------------- items: bbox & crs
 
 

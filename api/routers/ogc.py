@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, date, datetime
 from typing import Any
@@ -93,16 +94,19 @@ def _base(request: Request) -> str:
 
 
 def _html(title: str, body: dict[str, Any]) -> HTMLResponse:
-    pretty = json.dumps(body, indent=2, ensure_ascii=False)
-    escaped = pretty.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """A plain page for browsers; every text from the data is escaped (layer names and
+    attributes come from uploaded files)."""
+    pretty = html.escape(json.dumps(body, indent=2, ensure_ascii=False), quote=False)
     links = "".join(
-        f'<li><a href="{link["href"]}">{link.get("title") or link["rel"]}</a></li>'
+        f'<li><a href="{html.escape(str(link["href"]))}">'
+        f"{html.escape(str(link.get('title') or link.get('rel', '')))}</a></li>"
         for link in body.get("links", [])
         if isinstance(link, dict) and "href" in link
     )
+    heading = html.escape(title)
     return HTMLResponse(
-        f"<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title>"
-        f"<h1>{title}</h1><ul>{links}</ul><pre>{escaped}</pre></html>"
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{heading}</title>"
+        f"<h1>{heading}</h1><ul>{links}</ul><pre>{pretty}</pre></html>"
     )
 
 

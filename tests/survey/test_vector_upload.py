@@ -478,3 +478,15 @@ def test_an_integer_beyond_bigint_is_kept_as_a_number_and_served(
     )
     tile = client.get("/tiles/bigint/5/21/13.mvt")
     assert tile.status_code == 200, tile.text
+
+
+def test_a_hostile_layer_name_is_escaped_in_html_pages(client: TestClient, tmp_path: Path) -> None:
+    path = tmp_path / "xss.csv"
+    path.write_text('name,lon,lat\n"<img src=x onerror=alert(2)>",62.4,28.9\n')
+    r = upload(client, path, slug="xss", name="<script>alert(1)</script>")
+    assert r.status_code == 201, r.text
+    for url in ("/collections/xss?f=html", "/collections/xss/items?f=html", "/collections?f=html"):
+        page = client.get(url).text
+        assert "<script>alert(1)</script>" not in page, url
+        assert "<img src=x" not in page, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url

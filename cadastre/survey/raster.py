@@ -584,12 +584,13 @@ def read_polygon(geometry: Mapping[str, Any]) -> Polygon | MultiPolygon:
     InvalidGeometry
         Not a Polygon or MultiPolygon, malformed, empty or invalid (with GEOS's reason).
     """
-    geom = geometry
-    if geom.get("type") == "Feature":
+    geom: Any = geometry
+    if isinstance(geom, Mapping) and geom.get("type") == "Feature":
         geom = geom.get("geometry") or {}
-    if geom.get("type") not in ("Polygon", "MultiPolygon"):
+    kind = geom.get("type") if isinstance(geom, Mapping) else type(geom).__name__
+    if kind not in ("Polygon", "MultiPolygon"):
         raise InvalidGeometry(
-            f"geometry must be a GeoJSON Polygon or MultiPolygon, not {geom.get('type')!r}",
+            f"geometry must be a GeoJSON Polygon or MultiPolygon, not {kind!r}",
             field="geometry",
         )
     try:

@@ -181,6 +181,8 @@ def test_requested_percentiles_and_bins(rclient: TestClient, imported: Any, sour
         ({"type": "Point", "coordinates": [62.0, 29.1]}, {}, "geometry"),
         ({"type": "Polygon", "coordinates": [[[62.0, 29.1], [62.1, 29.1]]]}, {}, "geometry"),
         ({"type": "Polygon", "coordinates": "nonsense"}, {}, "geometry"),
+        ({"type": "Feature", "geometry": "x"}, {}, "geometry"),
+        ({"type": "Feature", "geometry": [1]}, {}, "geometry"),
         (
             {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]},
             {},
@@ -196,9 +198,12 @@ def test_requested_percentiles_and_bins(rclient: TestClient, imported: Any, sour
 def test_bad_statistics_input_is_a_4xx_naming_the_field(
     rclient: TestClient, imported: Any, body: Any, params: dict[str, Any], field: str
 ) -> None:
-    r = rclient.post("/rasters/magtest/statistics", json=body, params=params)
-    assert 400 <= r.status_code < 500, r.text
-    assert r.json()["field"] == field
+    for route in ("statistics", "clip"):
+        if route == "clip" and field in ("bins", "percentiles"):
+            continue
+        r = rclient.post(f"/rasters/magtest/{route}", json=body, params=params)
+        assert 400 <= r.status_code < 500, (route, r.text)
+        assert r.json()["field"] == field
 
 
 def test_statistics_body_that_is_not_an_object_is_422(rclient: TestClient, imported: Any) -> None:

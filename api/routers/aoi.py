@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import shapely
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api.deps import DbDep, RulesDep, SettingsDep
+from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam
 from api.schemas import GEOMETRY_DOC, errors
 from cadastre.db import aoi
@@ -20,7 +20,7 @@ from cadastre.domain.geometry import intake
 from cadastre.errors import BadQuery, InvalidInput, RasterUnavailable
 from cadastre.survey import raster
 
-router = APIRouter(tags=["area of interest"])
+router = APIRouter(tags=["area of interest"], dependencies=[Depends(strict_query)])
 
 GEOJSON = "application/geo+json"
 FORMATS = ("json", "geojson", "html")
@@ -124,6 +124,7 @@ def aoi_report(
             geometry,
             rules=rules,
             timezone=settings.register_timezone,
+            tolerance_m2=settings.overlap_tolerance_m2,
             raster_stats=_raster_stats(settings.rasters),
         )
     if fmt == "geojson":

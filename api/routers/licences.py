@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.caching import etag_for, not_modified, tag
-from api.deps import ActorDep, DbDep, RulesDep, SettingsDep
+from api.deps import ActorDep, DbDep, RulesDep, SettingsDep, strict_query
 from api.schemas import (
     NO_NUL,
     ApplicationIn,
@@ -30,7 +30,7 @@ from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
 from cadastre.errors import InvalidInput
 
-router = APIRouter(prefix="/licences", tags=["licences"])
+router = APIRouter(prefix="/licences", tags=["licences"], dependencies=[Depends(strict_query)])
 
 GEOJSON = "application/geo+json"
 CrsParam = Annotated[

@@ -10,11 +10,11 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, Field, ValidationError, field_validator
 
-from api.deps import DbDep, RulesDep, SettingsDep
+from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam, RepairParam
 from api.schemas import GEOMETRY_DOC, Mineral, Strict, errors
 from cadastre.db import licences as reg
@@ -24,7 +24,7 @@ from cadastre.domain.geometry import intake
 from cadastre.domain.provinces import province_code
 from cadastre.errors import InvalidInput
 
-router = APIRouter(tags=["overlaps"])
+router = APIRouter(tags=["overlaps"], dependencies=[Depends(strict_query)])
 
 
 class CheckProperties(Strict):

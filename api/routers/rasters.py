@@ -7,13 +7,13 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.caching import CACHE_CONTROL, etag_for, not_modified
-from api.deps import DbDep, SettingsDep
+from api.deps import DbDep, SettingsDep, strict_query
 from cadastre.db import generation
 from cadastre.db.engine import Database
 from cadastre.db.tables import SURVEY_KINDS
@@ -21,7 +21,7 @@ from cadastre.errors import BadQuery, InvalidInput, UploadTooLarge
 from cadastre.settings import Settings
 from cadastre.survey import raster
 
-router = APIRouter(tags=["rasters"])
+router = APIRouter(tags=["rasters"], dependencies=[Depends(strict_query)])
 
 CHUNK = 1024 * 1024
 #: Room for the form fields and multipart framing beyond the file itself.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import DbDep, RulesDep
+from api.deps import DbDep, RulesDep, strict_query
 from cadastre.db.jurisdictions import list_jurisdictions
 from cadastre.domain.provinces import PROVINCES, province_code
 
-router = APIRouter(tags=["register"])
+router = APIRouter(tags=["register"], dependencies=[Depends(strict_query)])
 
 
 @router.get("/jurisdictions", summary="Provinces and territories")

@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import ActorDep, DbDep, SettingsDep
+from api.deps import ActorDep, DbDep, SettingsDep, strict_query
 from cadastre.db.tables import SURVEY_KINDS
 from cadastre.errors import InvalidInput, UploadTooLarge
 from cadastre.survey.vector import (
@@ -24,7 +24,7 @@ from cadastre.survey.vector import (
     read_vector,
 )
 
-router = APIRouter(prefix="/survey", tags=["survey layers"])
+router = APIRouter(prefix="/survey", tags=["survey layers"], dependencies=[Depends(strict_query)])
 
 CHUNK = 1024 * 1024
 MB = 1024 * 1024

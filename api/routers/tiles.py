@@ -6,11 +6,11 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.caching import CACHE_CONTROL, Tile, TileCache, etag_for, not_modified, response_coding
-from api.deps import DbDep
+from api.deps import DbDep, strict_query
 from cadastre.db import cql2, generation, tiles
 from cadastre.db.engine import Database
 from cadastre.db.features import extent, get_collection
@@ -204,13 +204,21 @@ def _vector_layers(lay: tiles.TileLayer) -> list[dict[str, Any]]:
     return layers
 
 
-@router.get("/tiles/{collection}/tilejson.json", summary="TileJSON 3.0 of a tile source")
+@router.get(
+    "/tiles/{collection}/tilejson.json",
+    summary="TileJSON 3.0 of a tile source",
+    dependencies=[Depends(strict_query)],
+)
 def tilejson(collection: str, request: Request, db: DbDep) -> dict[str, Any]:
     """TileJSON for map libraries (MapLibre, Leaflet plugins, QGIS)."""
     return _tilejson(request, collection, db)
 
 
-@router.get("/collections/{collectionId}/tiles", summary="Tilesets of a collection")
+@router.get(
+    "/collections/{collectionId}/tiles",
+    summary="Tilesets of a collection",
+    dependencies=[Depends(strict_query)],
+)
 def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
     """The collection's tileset list (OGC API - Tiles): WebMercatorQuad vector tiles."""
     with db.begin() as conn:
@@ -241,6 +249,7 @@ def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
 @router.get(
     "/collections/{collectionId}/tiles/WebMercatorQuad",
     summary="Tileset metadata (OGC API - Tiles)",
+    dependencies=[Depends(strict_query)],
 )
 def tileset(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
     """The WebMercatorQuad vector tileset of a collection."""

@@ -23,10 +23,13 @@ from pyproj import Geod, Transformer
 from shapely.geometry import shape
 from sqlalchemy import Connection, text
 
+from api.app import create_app
 from cadastre.db.licences import Candidate, Holder, Shape, register_licences
 from cadastre.db.reserved import load_reserved_areas
 from cadastre.domain.geometry import intake
 from cadastre.rules import RuleBook
+from cadastre.settings import Settings
+from tests.conftest import SavepointDatabase
 
 GEOD = Geod(ellps="WGS84")
 
@@ -403,3 +406,17 @@ def test_bad_area_is_a_clear_error(
     assert err["detail"]
     if field is not None:
         assert err["field"] == field, err
+
+
+def test_the_configured_overlap_tolerance_applies(
+    settings: Settings, db: SavepointDatabase, lic: dict[str, int]
+) -> None:
+    """With a tolerance above every overlap (1,000 km²) every licence and the park only
+    touch and take no ground, as in the overlap check: the whole area is free."""
+    wide = settings.model_copy(update={"overlap_tolerance_m2": 1e9})
+    with TestClient(create_app(wide, db=db)) as c:
+        body = post(c, AOI).json()
+    assert body["licences"] == []
+    assert {t["licence_no"] for t in body["touching"]} >= {"AOI-INSIDE", "AOI-ACROSS"}
+    assert body["reserved_areas"] == []
+    assert body["free_ground"]["area_km2"] == pytest.approx(km2(AOI_POLY), rel=1e-6)

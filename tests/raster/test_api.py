@@ -161,13 +161,21 @@ def test_streamed_upload_over_the_limit_is_413(
             yield b"\0" * 10_000
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = small_limit_client.post(
+    request = small_limit_client.build_request(
+        "POST",
         "/rasters",
         content=body(),
         headers={**ACTOR, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
+    assert "content-length" not in request.headers
+    r = small_limit_client.send(request)
     assert r.status_code == 413
+    assert r.json()["code"] == "upload_too_large"
+    assert "limit of 50000 bytes" in r.json()["detail"]
+    assert "CADASTRE_RASTER_UPLOAD_MAX_BYTES" in r.json()["detail"]
     assert leftovers(raster_dir) == []
+    assert small_limit_client.get("/rasters").json()["rasters"] == []
+    assert small_limit_client.get("/survey/layers").json()["layers"] == []
 
 
 def test_openapi_documents_the_raster_routes(rclient: TestClient) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from tests.conftest import SavepointDatabase
 # Geochemical samples near Reko Diq (Chagai), in lon/lat.
 LONS = [62.40, 62.45, 62.50, 62.55]
 LATS = [28.95, 28.97, 29.00, 29.02]
+MiB = 1024 * 1024
 ODD = "Au (ppm) %"  # a name that needs quoting everywhere it reaches SQL
 
 
@@ -432,6 +433,78 @@ def test_an_upload_over_the_limit_is_413_naming_it(
         assert written(conn) == before
         ok = upload(c, write_geojson(samples(), tmp_path))
         assert ok.status_code == 201, ok.text
+
+
+def multipart_stream(
+    fields: dict[str, str], filename: str, parts: Iterator[bytes], boundary: str = "gapsBOUNDARY"
+) -> tuple[Iterator[bytes], str]:
+    """A multipart body made by hand, as a generator: httpx sends it chunked, without length."""
+
+    def body() -> Iterator[bytes]:
+        for key, value in fields.items():
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+            ).encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        yield from parts
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return body(), f"multipart/form-data; boundary={boundary}"
+
+
+def post_streamed(
+    client: TestClient, path: str, body: Iterator[bytes], content_type: str, actor: str
+) -> httpx.Response:
+    """POST a generator body; checks that no Content-Length goes with it."""
+    request = client.build_request(
+        "POST", path, content=body, headers={"Content-Type": content_type, "X-Actor": actor}
+    )
+    assert "content-length" not in request.headers
+    assert request.headers["transfer-encoding"] == "chunked"
+    return client.send(request)
+
+
+def csv_rows(total_bytes: int) -> Iterator[bytes]:
+    """A lon/lat CSV of about ``total_bytes``, in 64 KiB pieces."""
+    yield b"name,lon,lat,note\n"
+    sent = 0
+    i = 0
+    while sent < total_bytes:
+        piece = "".join(f"S{i + k},62.4,28.9,{'x' * 200}\n" for k in range(300)).encode()
+        i += 300
+        sent += len(piece)
+        yield piece
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(MiB + 20 * 1024, id="file-just-over-the-limit"),  # the copy to disk stops it
+        pytest.param(3 * MiB, id="body-far-over-the-limit"),  # the request's byte count stops it
+    ],
+)
+def test_a_streamed_upload_without_length_over_the_limit_is_413_and_writes_nothing(
+    size: int, settings: Settings, db: SavepointDatabase, conn: Connection
+) -> None:
+    small = settings.model_copy(update={"max_upload_mb": 1})
+    before = written(conn)
+    with TestClient(create_app(small, db=db)) as c:
+        body, ctype = multipart_stream(FIELDS, "big.csv", csv_rows(size))
+        r = post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
+        assert r.status_code == 413, r.text
+        assert r.json()["code"] == "upload_too_large"
+        assert "limit of 1 MB" in r.json()["detail"]
+        assert "CADASTRE_MAX_UPLOAD_MB" in r.json()["detail"]
+        assert written(conn) == before
+        assert c.get("/survey/layers").json()["layers"] == []
+        # The same route takes a streamed file under the limit.
+        body, ctype = multipart_stream(FIELDS, "small.csv", csv_rows(200 * 1024))
+        ok = post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["feature_count"] > 900
 
 
 # ----------------------------------------------------------------- catalogue

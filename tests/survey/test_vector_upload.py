@@ -19,6 +19,7 @@ import pandas as pd
 import pyproj
 import pytest
 import shapely
+import shapely.affinity
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
@@ -226,6 +227,69 @@ def test_a_projected_csv_loads_with_its_crs(
     assert r.status_code == 201, r.text
     (row,) = stored(conn, "collars")
     assert (row["x"], row["y"]) == pytest.approx((66.5, 27.9), abs=1e-9)
+
+
+def geology() -> gpd.GeoDataFrame:
+    square = shapely.Polygon([(62.0, 28.0), (62.3, 28.0), (62.3, 28.2), (62.0, 28.2)])
+    return gpd.GeoDataFrame(
+        {"unit": ["Sinjrani volcanics", "Saindak formation"], "age_ma": [95.5, 40.0]},
+        geometry=[square, shapely.affinity.translate(square, 0.5, 0.0)],
+        crs="EPSG:4326",
+    )
+
+
+def write_multilayer_gpkg(folder: Path) -> Path:
+    """A GeoPackage holding two layers: 4 sample points and 2 geology polygons."""
+    path = folder / "survey.gpkg"
+    samples().to_file(path, driver="GPKG", layer="soil_samples", engine="pyogrio")
+    geology().to_file(path, driver="GPKG", layer="geology_units", engine="pyogrio")
+    return path
+
+
+def test_a_multi_layer_geopackage_needs_a_layer_named(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = write_multilayer_gpkg(tmp_path)
+    before = written(conn)
+    r = upload(client, path)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "layer"
+    assert "holds 2 layers (soil_samples, geology_units); name one with layer" in r.json()["detail"]
+    r = upload(client, path, layer="faults")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "layer"
+    assert "has no layer 'faults'; its layers: soil_samples, geology_units" in r.json()["detail"]
+    assert written(conn) == before
+
+
+def test_the_named_layer_of_a_geopackage_is_loaded(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = write_multilayer_gpkg(tmp_path)
+    r = upload(client, path, slug="chagai_geology", kind="geology", layer="geology_units")
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert entry["feature_count"] == 2
+    assert entry["geometry_type"] == "Polygon"
+    assert entry["attributes"] == [
+        {"name": "unit", "type": "string"},
+        {"name": "age_ma", "type": "number"},
+    ]
+    rows = stored(conn, "chagai_geology")
+    assert [row["properties"] for row in rows] == [
+        {"unit": "Sinjrani volcanics", "age_ma": 95.5},
+        {"unit": "Saindak formation", "age_ma": 40.0},
+    ]
+    r = upload(client, path, layer="soil_samples")
+    assert r.status_code == 201, r.text
+    assert r.json()["feature_count"] == 4
+    assert r.json()["geometry_type"] == "Point"
+    assert [row["properties"]["sample_id"] for row in stored(conn, "rd_samples")] == [
+        "RD-001",
+        "RD-002",
+        "RD-003",
+        "RD-004",
+    ]
 
 
 # ------------------------------------------------------------------ refusals

@@ -16,6 +16,7 @@ import geopandas as gpd
 import httpx
 import numpy as np
 import pandas as pd
+import pyogrio
 import pyproj
 import pytest
 import shapely
@@ -290,6 +291,39 @@ def test_the_named_layer_of_a_geopackage_is_loaded(
         "RD-003",
         "RD-004",
     ]
+
+
+def add_attribute_table(path: Path, name: str = "layer_styles") -> None:
+    """A table without geometry, as QGIS adds to keep styles (``layer_styles``)."""
+    table = pd.DataFrame({"f_table_name": ["soil_samples"], "stylename": ["default"]})
+    pyogrio.write_dataframe(table, path, layer=name, driver="GPKG")
+    assert [str(n) for n, g in pyogrio.list_layers(path) if g is None] == [name]
+
+
+def test_a_table_without_geometry_is_not_a_layer_to_choose(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = write_gpkg(samples(), tmp_path)
+    add_attribute_table(path)
+    r = upload(client, path)
+    assert r.status_code == 201, r.text
+    assert r.json()["feature_count"] == 4
+    assert len(stored(conn, "rd_samples")) == 4
+
+    several = write_multilayer_gpkg(tmp_path)
+    add_attribute_table(several)
+    r = upload(client, several, slug="other")
+    assert r.status_code == 422, r.text
+    assert "holds 2 layers (soil_samples, geology_units); name one" in r.json()["detail"]
+    before = written(conn)
+    r = upload(client, several, slug="other", layer="layer_styles")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "layer"
+    assert (
+        "layer 'layer_styles' of survey.gpkg is a table without geometry; its layers: "
+        "soil_samples, geology_units" in r.json()["detail"]
+    )
+    assert written(conn) == before
 
 
 # ------------------------------------------------------------------ refusals

@@ -438,6 +438,78 @@ def test_a_bad_file_is_refused_naming_the_problem_and_nothing_is_written(
     assert written(conn) == before
 
 
+def utm_points(folder: Path, xy: list[tuple[float, float]], name: str) -> Path:
+    """A GeoPackage declaring WGS 84 / UTM 42N whose points are the numbers given."""
+    frame = gpd.GeoDataFrame(
+        {"n": list(range(1, len(xy) + 1))},
+        geometry=[shapely.Point(x, y) for x, y in xy],
+        crs="EPSG:32642",
+    )
+    path = folder / f"{name}.gpkg"
+    frame.to_file(path, driver="GPKG", engine="pyogrio")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("xy", "where"),
+    [
+        # lon/lat numbers written into a UTM file: a few metres from (0 m, 0 m), west of the zone
+        pytest.param([(66.5, 27.9), (67.1, 28.4)], "lon 64.512 to 64.512, lat 0.000", id="lonlat"),
+        # eastings 2000 km east of the zone's meridian: lon 89, far past the zone's 72 E
+        pytest.param(
+            [(2_500_000.0, 3_200_000.0), (2_510_000.0, 3_210_000.0)], "lon 89.0", id="far-east"
+        ),
+        # a southern-hemisphere northing in a northern zone
+        pytest.param([(400_000.0, -3_000_000.0)], "lat -27.119", id="south"),
+    ],
+)
+def test_coordinates_outside_the_crs_area_of_use_are_refused(
+    xy: list[tuple[float, float]], where: str, client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = utm_points(tmp_path, xy, "wrong_zone")
+    before = written(conn)
+    r = upload(client, path)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "invalid_geometry"
+    assert body["field"] == "crs"
+    assert "wrong_zone.gpkg: the features (" in body["detail"]
+    assert where in body["detail"]
+    assert "lie outside the area of use of EPSG:32642 (Between 66°E and 72°E" in body["detail"]
+    assert "is the CRS right?" in body["detail"]
+    assert written(conn) == before
+    assert client.get("/survey/layers").json()["layers"] == []
+
+
+def test_lonlat_numbers_read_with_a_utm_crs_are_refused(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    # The caller's crs overrides the file's (none here): lon/lat read as UTM metres.
+    path = tmp_path / "lonlat.csv"
+    path.write_text("name,lon,lat\nA,66.5,27.9\nB,67.1,28.4\n")
+    before = written(conn)
+    r = upload(client, path, crs="EPSG:32642")
+    assert r.status_code == 422, r.text
+    assert "lie outside the area of use of EPSG:32642" in r.json()["detail"]
+    assert r.json()["field"] == "crs"
+    assert written(conn) == before
+    ok = upload(client, path)  # the same file as lon/lat loads
+    assert ok.status_code == 201, ok.text
+
+
+def test_a_layer_reaching_past_its_zone_edge_loads(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    # The rule is about the whole layer: one reaching 0.5 degrees past the zone's west edge
+    # (65.5 E in zone 42N, 66-72 E) loads; only a layer wholly outside is refused.
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32642", always_xy=True)
+    path = utm_points(tmp_path, [to_utm.transform(65.5, 28.0)], "edge")
+    r = upload(client, path)
+    assert r.status_code == 201, r.text
+    ((x, y),) = [(row["x"], row["y"]) for row in stored(conn, "rd_samples")]
+    assert (x, y) == pytest.approx((65.5, 28.0), abs=1e-9)
+
+
 def test_the_invalid_feature_is_located(client: TestClient, tmp_path: Path) -> None:
     r = upload(client, invalid(tmp_path))
     assert r.json()["where"]["feature"] == 2

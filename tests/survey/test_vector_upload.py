@@ -6,6 +6,7 @@ Files are made in tmp_path with geopandas/pyogrio (no binary fixtures).
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -25,6 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from api.app import create_app
+from api.routers import survey as survey_router
 from cadastre.settings import Settings
 from tests.conftest import SavepointDatabase
 
@@ -675,6 +677,72 @@ def test_a_streamed_upload_without_length_over_the_limit_is_413_and_writes_nothi
         ok = post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
         assert ok.status_code == 201, ok.text
         assert ok.json()["feature_count"] > 900
+
+
+def _over_the_limit_declared(c: TestClient, folder: Path) -> httpx.Response:
+    path = folder / "big.csv"
+    path.write_bytes(b"".join(csv_rows(MiB + 100 * 1024)))
+    return upload(c, path)
+
+
+def _over_the_limit_streamed(size: int) -> Callable[[TestClient, Path], httpx.Response]:
+    def send(c: TestClient, folder: Path) -> httpx.Response:
+        body, ctype = multipart_stream(FIELDS, "big.csv", csv_rows(size))
+        return post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
+
+    return send
+
+
+def _existing_slug(c: TestClient, folder: Path) -> httpx.Response:
+    assert upload(c, write_geojson(samples(), folder)).status_code == 201
+    return upload(c, write_gpkg(samples(), folder))
+
+
+REFUSED_UPLOADS: dict[str, tuple[Callable[[TestClient, Path], httpx.Response], int, bool]] = {
+    # case: (send it, status, whether the file reaches the temporary folder)
+    "413 by Content-Length": (_over_the_limit_declared, 413, False),
+    "413 streamed, file past the limit": (_over_the_limit_streamed(MiB + 20 * 1024), 413, True),
+    "413 streamed, body past the limit": (_over_the_limit_streamed(3 * MiB), 413, False),
+    "422 unsupported type": (lambda c, f: upload(c, f / "x.dwg"), 422, True),
+    "422 invalid geometry": (lambda c, f: upload(c, invalid(f)), 422, True),
+    "422 not a GeoPackage": (lambda c, f: upload(c, bad_gpkg(f)), 422, True),
+    "422 outside the CRS": (lambda c, f: upload(c, utm_points(f, [(66.5, 27.9)], "p")), 422, True),
+    "409 existing slug": (_existing_slug, 409, True),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_UPLOADS))
+def test_a_refused_upload_leaves_no_temporary_file(
+    case: str,
+    settings: Settings,
+    db: SavepointDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    send, status, reaches_disk = REFUSED_UPLOADS[case]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    folders: list[Path] = []
+    save = survey_router._save
+
+    def watched_save(upload: Any, folder: Path, limit_mb: int) -> Path:
+        folders.append(folder)
+        assert folder.is_dir()
+        return save(upload, folder, limit_mb)
+
+    monkeypatch.setattr(survey_router, "_save", watched_save)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "x.dwg").write_bytes(b"\x00\x01")
+    small = settings.model_copy(update={"max_upload_mb": 1})
+    with TestClient(create_app(small, db=db)) as c:
+        r = send(c, files)
+    assert r.status_code == status, r.text
+    if reaches_disk:  # the upload was copied to a folder of the temporary directory watched
+        assert folders
+        assert all(folder.parent == temp for folder in folders)
+    assert sorted(p.name for p in temp.iterdir()) == []
 
 
 # ----------------------------------------------------------------- catalogue

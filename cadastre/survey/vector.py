@@ -207,11 +207,21 @@ def read_vector(path: Path, options: ReadOptions | None = None) -> VectorFile:
 
 def _read_ogr(source: str, label: str, opts: ReadOptions) -> gpd.GeoDataFrame:
     try:
-        layers = [str(row[0]) for row in pyogrio.list_layers(source)]
+        listed = [(str(name), kind) for name, kind in pyogrio.list_layers(source)]
     except Exception as exc:  # GDAL's errors come in many types
         raise InvalidInput(
             f"cannot read {label}: {_gdal_message(exc, source, label)}", field="file"
         ) from exc
+    # Tables without geometry (QGIS keeps its styles in one, `layer_styles`) are not layers
+    # to choose from, unless the file holds nothing else.
+    tables = {name for name, kind in listed if kind is None}
+    layers = [name for name, _ in listed if name not in tables] or [name for name, _ in listed]
+    if opts.layer is not None and opts.layer in tables and opts.layer not in layers:
+        raise InvalidInput(
+            f"layer {opts.layer!r} of {label} is a table without geometry; "
+            f"its layers: {', '.join(layers)}",
+            field="layer",
+        )
     if opts.layer is not None and opts.layer not in layers:
         raise InvalidInput(
             f"{label} has no layer {opts.layer!r}; its layers: {', '.join(layers)}", field="layer"

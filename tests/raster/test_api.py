@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rio_cogeo.cogeo import cog_validate
 from api.app import create_app
 from cadastre.settings import Settings
 from tests.conftest import SavepointDatabase
+from tests.raster.conftest import write_raster
 
 FIELDS = {
     "slug": "upload_test",
@@ -161,13 +163,103 @@ def test_streamed_upload_over_the_limit_is_413(
             yield b"\0" * 10_000
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = small_limit_client.post(
+    request = small_limit_client.build_request(
+        "POST",
         "/rasters",
         content=body(),
         headers={**ACTOR, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
+    assert "content-length" not in request.headers
+    r = small_limit_client.send(request)
     assert r.status_code == 413
+    assert r.json()["code"] == "upload_too_large"
+    assert "limit of 50000 bytes" in r.json()["detail"]
+    assert "CADASTRE_RASTER_UPLOAD_MAX_BYTES" in r.json()["detail"]
     assert leftovers(raster_dir) == []
+    assert small_limit_client.get("/rasters").json()["rasters"] == []
+    assert small_limit_client.get("/survey/layers").json()["layers"] == []
+
+
+def _streamed_upload(client: TestClient, chunks: int) -> Any:
+    boundary = "xyzBOUNDARY"
+    head = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in FIELDS.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.tif"\r\n'
+        "Content-Type: image/tiff\r\n\r\n"
+    )
+
+    def body() -> Iterator[bytes]:
+        yield head.encode()
+        for _ in range(chunks):
+            yield b"\0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {**ACTOR, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return client.post("/rasters", content=body(), headers=headers)
+
+
+def _existing(client: TestClient, source: Path) -> Any:
+    assert upload(client, source).status_code == 201
+    return upload(client, source)
+
+
+def _outside_pakistan(client: TestClient, source: Path) -> Any:
+    return upload(client, write_raster(source.parent / "libya.tif", crs="EPSG:32633"))
+
+
+def _not_a_raster(client: TestClient, source: Path) -> Any:
+    bad = source.parent / "bad.tif"
+    bad.write_text("not a raster")
+    return upload(client, bad)
+
+
+#: case: (send it, status, the upload limit in bytes)
+REFUSED_UPLOADS: dict[str, tuple[Any, int, int]] = {
+    "413 by Content-Length": (lambda c, s: upload(c, s), 413, 50_000),
+    "413 streamed": (lambda c, s: _streamed_upload(c, 20), 413, 50_000),
+    "422 not a raster": (_not_a_raster, 422, 1 << 30),
+    "422 outside Pakistan": (_outside_pakistan, 422, 1 << 30),
+    "422 bad field": (lambda c, s: upload(c, s, kind="astrology"), 422, 1 << 30),
+    "409 existing slug": (_existing, 409, 1 << 30),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_UPLOADS))
+def test_a_refused_upload_leaves_no_temporary_file(
+    case: str,
+    raster_settings: Settings,
+    db: SavepointDatabase,
+    source: Path,
+    raster_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    send, status, limit = REFUSED_UPLOADS[case]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    opened: list[str] = []
+    open_file = Path.open
+
+    def watched_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self.parent == raster_dir:
+            opened.append(self.name)
+        return open_file(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", watched_open)
+    settings = raster_settings.model_copy(update={"raster_upload_max_bytes": limit})
+    with TestClient(create_app(settings, db=db)) as c:
+        r = send(c, source)
+        assert r.status_code == status, r.text
+        kept = [e["raster"]["path"] for e in c.get("/rasters").json()["rasters"]]
+    # The upload was streamed to a temporary file of the raster folder, and it is gone.
+    assert any(name.startswith(".upload-") for name in opened)
+    assert leftovers(raster_dir) == sorted(kept)
+    assert len(kept) == (1 if case.startswith("409") else 0)
+    assert sorted(p.name for p in temp.iterdir()) == []
 
 
 def test_openapi_documents_the_raster_routes(rclient: TestClient) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_import import CliDb, cli, make_db  # noqa: F401 (fixture)
-from tests.survey.test_vector_upload import samples, write_gpkg
+from tests.survey.test_vector_upload import samples, write_gpkg, write_multilayer_gpkg
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
@@ -74,6 +74,33 @@ def test_survey_import_refuses_a_bad_file_and_writes_nothing(cli_db: CliDb, tmp_
     assert cli_db.count("survey_layers") == 0
     ok = cli(cli_db, "survey", "import", path, *ARGS, "--crs", "EPSG:32642")
     assert ok.exit_code == 0, ok.output
+
+
+def test_survey_import_of_a_multi_layer_geopackage_takes_the_layer_named(
+    cli_db: CliDb, tmp_path: Path
+) -> None:
+    path = write_multilayer_gpkg(tmp_path)
+    args = ("--slug", "chagai_geology", "--name", "Chagai geology", "--kind", "geology")
+    rest = ("--source", "test survey", "--licence", "CC BY 4.0")
+    unnamed = cli(cli_db, "survey", "import", path, *args, *rest)
+    assert unnamed.exit_code == 1
+    assert "holds 2 layers (soil_samples, geology_units); name one with layer" in unnamed.output
+    assert cli_db.count("survey_layers") == 0
+    wrong = cli(cli_db, "survey", "import", path, *args, *rest, "--layer", "faults")
+    assert wrong.exit_code == 1
+    assert "has no layer 'faults'; its layers: soil_samples, geology_units" in wrong.output
+    assert cli_db.count("survey_layers") == 0
+    named = cli(cli_db, "survey", "import", path, *args, *rest, "--layer", "geology_units")
+    assert named.exit_code == 0, named.output
+    assert "loaded survey layer chagai_geology: 2 Polygon features" in named.output
+    rows = cli_db.rows(
+        "SELECT f.properties FROM survey_features f JOIN survey_layers l ON l.id = f.layer_id "
+        "WHERE l.slug = 'chagai_geology' ORDER BY f.fid"
+    )
+    assert [r["properties"] for r in rows] == [
+        {"unit": "Sinjrani volcanics", "age_ma": 95.5},
+        {"unit": "Saindak formation", "age_ma": 40.0},
+    ]
 
 
 def test_load_sample_catalogues_the_survey_layers(cli_db: CliDb) -> None:

@@ -6,8 +6,9 @@ Files are made in tmp_path with geopandas/pyogrio (no binary fixtures).
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,19 +17,23 @@ import geopandas as gpd
 import httpx
 import numpy as np
 import pandas as pd
+import pyogrio
 import pyproj
 import pytest
 import shapely
+import shapely.affinity
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from api.app import create_app
+from api.routers import survey as survey_router
 from cadastre.settings import Settings
 from tests.conftest import SavepointDatabase
 
 # Geochemical samples near Reko Diq (Chagai), in lon/lat.
 LONS = [62.40, 62.45, 62.50, 62.55]
 LATS = [28.95, 28.97, 29.00, 29.02]
+MiB = 1024 * 1024
 ODD = "Au (ppm) %"  # a name that needs quoting everywhere it reaches SQL
 
 
@@ -227,6 +232,102 @@ def test_a_projected_csv_loads_with_its_crs(
     assert (row["x"], row["y"]) == pytest.approx((66.5, 27.9), abs=1e-9)
 
 
+def geology() -> gpd.GeoDataFrame:
+    square = shapely.Polygon([(62.0, 28.0), (62.3, 28.0), (62.3, 28.2), (62.0, 28.2)])
+    return gpd.GeoDataFrame(
+        {"unit": ["Sinjrani volcanics", "Saindak formation"], "age_ma": [95.5, 40.0]},
+        geometry=[square, shapely.affinity.translate(square, 0.5, 0.0)],
+        crs="EPSG:4326",
+    )
+
+
+def write_multilayer_gpkg(folder: Path) -> Path:
+    """A GeoPackage holding two layers: 4 sample points and 2 geology polygons."""
+    path = folder / "survey.gpkg"
+    samples().to_file(path, driver="GPKG", layer="soil_samples", engine="pyogrio")
+    geology().to_file(path, driver="GPKG", layer="geology_units", engine="pyogrio")
+    return path
+
+
+def test_a_multi_layer_geopackage_needs_a_layer_named(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = write_multilayer_gpkg(tmp_path)
+    before = written(conn)
+    r = upload(client, path)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "layer"
+    assert "holds 2 layers (soil_samples, geology_units); name one with layer" in r.json()["detail"]
+    r = upload(client, path, layer="faults")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "layer"
+    assert "has no layer 'faults'; its layers: soil_samples, geology_units" in r.json()["detail"]
+    assert written(conn) == before
+
+
+def test_the_named_layer_of_a_geopackage_is_loaded(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = write_multilayer_gpkg(tmp_path)
+    r = upload(client, path, slug="chagai_geology", kind="geology", layer="geology_units")
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert entry["feature_count"] == 2
+    assert entry["geometry_type"] == "Polygon"
+    assert entry["attributes"] == [
+        {"name": "unit", "type": "string"},
+        {"name": "age_ma", "type": "number"},
+    ]
+    rows = stored(conn, "chagai_geology")
+    assert [row["properties"] for row in rows] == [
+        {"unit": "Sinjrani volcanics", "age_ma": 95.5},
+        {"unit": "Saindak formation", "age_ma": 40.0},
+    ]
+    r = upload(client, path, layer="soil_samples")
+    assert r.status_code == 201, r.text
+    assert r.json()["feature_count"] == 4
+    assert r.json()["geometry_type"] == "Point"
+    assert [row["properties"]["sample_id"] for row in stored(conn, "rd_samples")] == [
+        "RD-001",
+        "RD-002",
+        "RD-003",
+        "RD-004",
+    ]
+
+
+def add_attribute_table(path: Path, name: str = "layer_styles") -> None:
+    """A table without geometry, as QGIS adds to keep styles (``layer_styles``)."""
+    table = pd.DataFrame({"f_table_name": ["soil_samples"], "stylename": ["default"]})
+    pyogrio.write_dataframe(table, path, layer=name, driver="GPKG")
+    assert [str(n) for n, g in pyogrio.list_layers(path) if g is None] == [name]
+
+
+def test_a_table_without_geometry_is_not_a_layer_to_choose(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = write_gpkg(samples(), tmp_path)
+    add_attribute_table(path)
+    r = upload(client, path)
+    assert r.status_code == 201, r.text
+    assert r.json()["feature_count"] == 4
+    assert len(stored(conn, "rd_samples")) == 4
+
+    several = write_multilayer_gpkg(tmp_path)
+    add_attribute_table(several)
+    r = upload(client, several, slug="other")
+    assert r.status_code == 422, r.text
+    assert "holds 2 layers (soil_samples, geology_units); name one" in r.json()["detail"]
+    before = written(conn)
+    r = upload(client, several, slug="other", layer="layer_styles")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "layer"
+    assert (
+        "layer 'layer_styles' of survey.gpkg is a table without geometry; its layers: "
+        "soil_samples, geology_units" in r.json()["detail"]
+    )
+    assert written(conn) == before
+
+
 # ------------------------------------------------------------------ refusals
 
 
@@ -339,6 +440,78 @@ def test_a_bad_file_is_refused_naming_the_problem_and_nothing_is_written(
     assert written(conn) == before
 
 
+def utm_points(folder: Path, xy: list[tuple[float, float]], name: str) -> Path:
+    """A GeoPackage declaring WGS 84 / UTM 42N whose points are the numbers given."""
+    frame = gpd.GeoDataFrame(
+        {"n": list(range(1, len(xy) + 1))},
+        geometry=[shapely.Point(x, y) for x, y in xy],
+        crs="EPSG:32642",
+    )
+    path = folder / f"{name}.gpkg"
+    frame.to_file(path, driver="GPKG", engine="pyogrio")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("xy", "where"),
+    [
+        # lon/lat numbers written into a UTM file: a few metres from (0 m, 0 m), west of the zone
+        pytest.param([(66.5, 27.9), (67.1, 28.4)], "lon 64.512 to 64.512, lat 0.000", id="lonlat"),
+        # eastings 2000 km east of the zone's meridian: lon 89, far past the zone's 72 E
+        pytest.param(
+            [(2_500_000.0, 3_200_000.0), (2_510_000.0, 3_210_000.0)], "lon 89.0", id="far-east"
+        ),
+        # a southern-hemisphere northing in a northern zone
+        pytest.param([(400_000.0, -3_000_000.0)], "lat -27.119", id="south"),
+    ],
+)
+def test_coordinates_outside_the_crs_area_of_use_are_refused(
+    xy: list[tuple[float, float]], where: str, client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    path = utm_points(tmp_path, xy, "wrong_zone")
+    before = written(conn)
+    r = upload(client, path)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "invalid_geometry"
+    assert body["field"] == "crs"
+    assert "wrong_zone.gpkg: the features (" in body["detail"]
+    assert where in body["detail"]
+    assert "lie outside the area of use of EPSG:32642 (Between 66°E and 72°E" in body["detail"]
+    assert "is the CRS right?" in body["detail"]
+    assert written(conn) == before
+    assert client.get("/survey/layers").json()["layers"] == []
+
+
+def test_lonlat_numbers_read_with_a_utm_crs_are_refused(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    # The caller's crs overrides the file's (none here): lon/lat read as UTM metres.
+    path = tmp_path / "lonlat.csv"
+    path.write_text("name,lon,lat\nA,66.5,27.9\nB,67.1,28.4\n")
+    before = written(conn)
+    r = upload(client, path, crs="EPSG:32642")
+    assert r.status_code == 422, r.text
+    assert "lie outside the area of use of EPSG:32642" in r.json()["detail"]
+    assert r.json()["field"] == "crs"
+    assert written(conn) == before
+    ok = upload(client, path)  # the same file as lon/lat loads
+    assert ok.status_code == 201, ok.text
+
+
+def test_a_layer_reaching_past_its_zone_edge_loads(
+    client: TestClient, conn: Connection, tmp_path: Path
+) -> None:
+    # The rule is about the whole layer: one reaching 0.5 degrees past the zone's west edge
+    # (65.5 E in zone 42N, 66-72 E) loads; only a layer wholly outside is refused.
+    to_utm = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32642", always_xy=True)
+    path = utm_points(tmp_path, [to_utm.transform(65.5, 28.0)], "edge")
+    r = upload(client, path)
+    assert r.status_code == 201, r.text
+    ((x, y),) = [(row["x"], row["y"]) for row in stored(conn, "rd_samples")]
+    assert (x, y) == pytest.approx((65.5, 28.0), abs=1e-9)
+
+
 def test_the_invalid_feature_is_located(client: TestClient, tmp_path: Path) -> None:
     r = upload(client, invalid(tmp_path))
     assert r.json()["where"]["feature"] == 2
@@ -432,6 +605,144 @@ def test_an_upload_over_the_limit_is_413_naming_it(
         assert written(conn) == before
         ok = upload(c, write_geojson(samples(), tmp_path))
         assert ok.status_code == 201, ok.text
+
+
+def multipart_stream(
+    fields: dict[str, str], filename: str, parts: Iterator[bytes], boundary: str = "gapsBOUNDARY"
+) -> tuple[Iterator[bytes], str]:
+    """A multipart body made by hand, as a generator: httpx sends it chunked, without length."""
+
+    def body() -> Iterator[bytes]:
+        for key, value in fields.items():
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+            ).encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        yield from parts
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return body(), f"multipart/form-data; boundary={boundary}"
+
+
+def post_streamed(
+    client: TestClient, path: str, body: Iterator[bytes], content_type: str, actor: str
+) -> httpx.Response:
+    """POST a generator body; checks that no Content-Length goes with it."""
+    request = client.build_request(
+        "POST", path, content=body, headers={"Content-Type": content_type, "X-Actor": actor}
+    )
+    assert "content-length" not in request.headers
+    assert request.headers["transfer-encoding"] == "chunked"
+    return client.send(request)
+
+
+def csv_rows(total_bytes: int) -> Iterator[bytes]:
+    """A lon/lat CSV of about ``total_bytes``, in 64 KiB pieces."""
+    yield b"name,lon,lat,note\n"
+    sent = 0
+    i = 0
+    while sent < total_bytes:
+        piece = "".join(f"S{i + k},62.4,28.9,{'x' * 200}\n" for k in range(300)).encode()
+        i += 300
+        sent += len(piece)
+        yield piece
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(MiB + 20 * 1024, id="file-just-over-the-limit"),  # the copy to disk stops it
+        pytest.param(3 * MiB, id="body-far-over-the-limit"),  # the request's byte count stops it
+    ],
+)
+def test_a_streamed_upload_without_length_over_the_limit_is_413_and_writes_nothing(
+    size: int, settings: Settings, db: SavepointDatabase, conn: Connection
+) -> None:
+    small = settings.model_copy(update={"max_upload_mb": 1})
+    before = written(conn)
+    with TestClient(create_app(small, db=db)) as c:
+        body, ctype = multipart_stream(FIELDS, "big.csv", csv_rows(size))
+        r = post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
+        assert r.status_code == 413, r.text
+        assert r.json()["code"] == "upload_too_large"
+        assert "limit of 1 MB" in r.json()["detail"]
+        assert "CADASTRE_MAX_UPLOAD_MB" in r.json()["detail"]
+        assert written(conn) == before
+        assert c.get("/survey/layers").json()["layers"] == []
+        # The same route takes a streamed file under the limit.
+        body, ctype = multipart_stream(FIELDS, "small.csv", csv_rows(200 * 1024))
+        ok = post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["feature_count"] > 900
+
+
+def _over_the_limit_declared(c: TestClient, folder: Path) -> httpx.Response:
+    path = folder / "big.csv"
+    path.write_bytes(b"".join(csv_rows(MiB + 100 * 1024)))
+    return upload(c, path)
+
+
+def _over_the_limit_streamed(size: int) -> Callable[[TestClient, Path], httpx.Response]:
+    def send(c: TestClient, folder: Path) -> httpx.Response:
+        body, ctype = multipart_stream(FIELDS, "big.csv", csv_rows(size))
+        return post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
+
+    return send
+
+
+def _existing_slug(c: TestClient, folder: Path) -> httpx.Response:
+    assert upload(c, write_geojson(samples(), folder)).status_code == 201
+    return upload(c, write_gpkg(samples(), folder))
+
+
+REFUSED_UPLOADS: dict[str, tuple[Callable[[TestClient, Path], httpx.Response], int, bool]] = {
+    # case: (send it, status, whether the file reaches the temporary folder)
+    "413 by Content-Length": (_over_the_limit_declared, 413, False),
+    "413 streamed, file past the limit": (_over_the_limit_streamed(MiB + 20 * 1024), 413, True),
+    "413 streamed, body past the limit": (_over_the_limit_streamed(3 * MiB), 413, False),
+    "422 unsupported type": (lambda c, f: upload(c, f / "x.dwg"), 422, True),
+    "422 invalid geometry": (lambda c, f: upload(c, invalid(f)), 422, True),
+    "422 not a GeoPackage": (lambda c, f: upload(c, bad_gpkg(f)), 422, True),
+    "422 outside the CRS": (lambda c, f: upload(c, utm_points(f, [(66.5, 27.9)], "p")), 422, True),
+    "409 existing slug": (_existing_slug, 409, True),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_UPLOADS))
+def test_a_refused_upload_leaves_no_temporary_file(
+    case: str,
+    settings: Settings,
+    db: SavepointDatabase,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    send, status, reaches_disk = REFUSED_UPLOADS[case]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    folders: list[Path] = []
+    save = survey_router._save
+
+    def watched_save(upload: Any, folder: Path, limit_mb: int) -> Path:
+        folders.append(folder)
+        assert folder.is_dir()
+        return save(upload, folder, limit_mb)
+
+    monkeypatch.setattr(survey_router, "_save", watched_save)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "x.dwg").write_bytes(b"\x00\x01")
+    small = settings.model_copy(update={"max_upload_mb": 1})
+    with TestClient(create_app(small, db=db)) as c:
+        r = send(c, files)
+    assert r.status_code == status, r.text
+    if reaches_disk:  # the upload was copied to a folder of the temporary directory watched
+        assert folders
+        assert all(folder.parent == temp for folder in folders)
+    assert sorted(p.name for p in temp.iterdir()) == []
 
 
 # ----------------------------------------------------------------- catalogue

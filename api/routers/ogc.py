@@ -40,6 +40,14 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
+    # OGC API - Tiles (vector tiles of every collection, WebMercatorQuad)
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
 ITEMS_PARAMS = {
     "bbox",
@@ -135,6 +143,11 @@ def landing(request: Request) -> Response:
             {"rel": "service-doc", "href": f"{base}/docs", "type": "text/html"},
             {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
             {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+                "href": f"{base}/tileMatrixSets",
+                "type": "application/json",
+            },
             {"rel": "licences", "href": f"{base}/licences", "type": GEOJSON},
             {"rel": "jurisdictions", "href": f"{base}/jurisdictions"},
             {"rel": "licence-types", "href": f"{base}/licence-types"},
@@ -167,6 +180,11 @@ def _collection_doc(base: str, c: feat.Collection, box: Any) -> dict[str, Any]:
                 "href": f"{base}/collections/{c.id}/queryables",
                 "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
                 "type": "application/schema+json",
+            },
+            {
+                "href": f"{base}/collections/{c.id}/tiles",
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                "type": "application/json",
             },
         ],
     }

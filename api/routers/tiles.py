@@ -16,12 +16,13 @@ from cadastre.db.engine import Database
 from cadastre.db.features import extent, get_collection
 from cadastre.db.filters import PARAMS as FILTER_PARAMS
 from cadastre.db.filters import LicenceFilter
-from cadastre.errors import BadQuery
+from cadastre.errors import BadQuery, NotFound
 from cadastre.survey.vector import SLUG_RULE
 
 router = APIRouter(tags=["tiles"])
 
 MVT = "application/vnd.mapbox-vector-tile"
+WMQ_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
 EMPTY = (
     "An empty tile is answered 204 No Content, for both formats (map libraries treat it as "
     "an empty tile). Every tile carries a strong ETag; a matching If-None-Match gets 304. "
@@ -231,9 +232,14 @@ def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
                 "title": f"{collectionId} (WebMercatorQuad)",
                 "dataType": "vector",
                 "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
-                "tileMatrixSetURI": "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad",
+                "tileMatrixSetURI": WMQ_URI,
                 "links": [
                     {"href": href, "rel": "self", "type": "application/json"},
+                    {
+                        "href": f"{base}/tileMatrixSets/WebMercatorQuad",
+                        "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
+                        "type": "application/json",
+                    },
                     {
                         "href": f"{href}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
                         "rel": "item",
@@ -254,7 +260,87 @@ def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
 def tileset(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
     """The WebMercatorQuad vector tileset of a collection."""
     (ts,) = tilesets(collectionId, request, db)["tilesets"]
-    return {**ts, "tileMatrixSetLimits": []}
+    # Every tile of every zoom 0..22 may be asked for (empty ones answer 204).
+    limits = [
+        {
+            "tileMatrix": str(z),
+            "minTileRow": 0,
+            "maxTileRow": 2**z - 1,
+            "minTileCol": 0,
+            "maxTileCol": 2**z - 1,
+        }
+        for z in range(tiles.MAX_ZOOM + 1)
+    ]
+    return {**ts, "tileMatrixSetLimits": limits}
+
+
+def _web_mercator_quad() -> dict[str, Any]:
+    """The WebMercatorQuad tile matrix set (OGC 17-083r4), zooms 0 to MAX_ZOOM."""
+    half = tiles.WORLD / 2
+    return {
+        "id": "WebMercatorQuad",
+        "title": "Google Maps Compatible for the World",
+        "uri": WMQ_URI,
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "orderedAxes": ["E", "N"],
+        "wellKnownScaleSet": "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
+        "tileMatrices": [
+            {
+                "id": str(z),
+                # 0.28 mm pixels (the standard rendering pixel size)
+                "scaleDenominator": tiles.WORLD / (256 * 2**z) / 0.00028,
+                "cellSize": tiles.WORLD / (256 * 2**z),
+                "cornerOfOrigin": "topLeft",
+                "pointOfOrigin": [-half, half],
+                "tileWidth": 256,
+                "tileHeight": 256,
+                "matrixWidth": 2**z,
+                "matrixHeight": 2**z,
+            }
+            for z in range(tiles.MAX_ZOOM + 1)
+        ],
+    }
+
+
+@router.get(
+    "/tileMatrixSets",
+    summary="Tile matrix sets (OGC API - Tiles)",
+    dependencies=[Depends(strict_query)],
+)
+def tile_matrix_sets(request: Request) -> dict[str, Any]:
+    """The tiling schemes of this service's tiles: WebMercatorQuad."""
+    base = str(request.base_url).rstrip("/")
+    return {
+        "tileMatrixSets": [
+            {
+                "id": "WebMercatorQuad",
+                "title": "Google Maps Compatible for the World",
+                "uri": WMQ_URI,
+                "links": [
+                    {
+                        "rel": "self",
+                        "href": f"{base}/tileMatrixSets/WebMercatorQuad",
+                        "type": "application/json",
+                    }
+                ],
+            }
+        ]
+    }
+
+
+@router.get(
+    "/tileMatrixSets/{tileMatrixSetId}",
+    summary="A tile matrix set (OGC API - Tiles)",
+    dependencies=[Depends(strict_query)],
+)
+def tile_matrix_set(tileMatrixSetId: str) -> dict[str, Any]:
+    """The definition of a tile matrix set (OGC Two Dimensional Tile Matrix Set 2.0 JSON)."""
+    if tileMatrixSetId != "WebMercatorQuad":
+        raise NotFound(
+            f"no tile matrix set {tileMatrixSetId!r}; this service has WebMercatorQuad",
+            field="tileMatrixSetId",
+        )
+    return _web_mercator_quad()
 
 
 @router.get(

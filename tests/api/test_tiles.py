@@ -1012,3 +1012,48 @@ def test_collection_tilesets_list_webmercatorquad(client: TestClient, lic: dict[
             via = client.get(url)
             assert via.status_code == 200
             assert via.content == client.get(mvt_url("licences", Z8)).content
+
+
+def test_tile_matrix_set_matches_morecantiles_webmercatorquad(client: TestClient) -> None:
+    listed = client.get("/tileMatrixSets").json()["tileMatrixSets"]
+    assert [t["id"] for t in listed] == ["WebMercatorQuad"]
+    r = client.get(listed[0]["links"][0]["href"])
+    assert r.status_code == 200
+    tms = r.json()
+    assert tms["uri"] == "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
+    assert len(tms["tileMatrices"]) == 23
+    for m in tms["tileMatrices"]:
+        ref = TMS.matrix(int(m["id"]))
+        assert m["cellSize"] == pytest.approx(ref.cellSize, rel=1e-9)
+        assert m["scaleDenominator"] == pytest.approx(ref.scaleDenominator, rel=1e-6)
+        assert (m["matrixWidth"], m["matrixHeight"]) == (ref.matrixWidth, ref.matrixHeight)
+        assert m["pointOfOrigin"] == pytest.approx(list(ref.pointOfOrigin), rel=1e-9)
+    assert client.get("/tileMatrixSets/WorldCRS84Quad").status_code == 404
+
+
+def test_tiles_are_discoverable_from_the_landing_page(client: TestClient) -> None:
+    """Landing page -> tiling schemes; conformance lists Tiles; a collection links its
+    tilesets, the tileset its tiling scheme and its limits."""
+    conf = client.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core" in conf
+    assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt" in conf
+    rels = {link["rel"]: link["href"] for link in client.get("/").json()["links"]}
+    assert (
+        client.get(rels["http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes"]).status_code == 200
+    )
+    doc = client.get("/collections/licences").json()
+    tilesets = next(
+        link["href"]
+        for link in doc["links"]
+        if link["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
+    )
+    (ts,) = client.get(tilesets).json()["tilesets"]
+    meta = client.get(ts["links"][0]["href"]).json()
+    scheme = next(
+        link["href"]
+        for link in meta["links"]
+        if link["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+    )
+    assert client.get(scheme).json()["id"] == "WebMercatorQuad"
+    limits = {lim["tileMatrix"]: lim for lim in meta["tileMatrixSetLimits"]}
+    assert limits["5"]["maxTileRow"] == limits["5"]["maxTileCol"] == 31

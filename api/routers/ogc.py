@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -263,12 +264,17 @@ def _bbox(value: str) -> tuple[float, float, float, float]:
     return minx, miny, maxx, maxy
 
 
-def _date(part: str) -> date | None:
+def _date(part: str, zone: ZoneInfo) -> date | None:
+    """A calendar date of the register; a date-time is read in the register's time zone
+    (licence dates are days in Pakistan: 2024-05-31T23:30Z is 1 June there)."""
     if part in ("", ".."):
         return None
     try:
-        if "T" in part:
-            return datetime.fromisoformat(part.replace("Z", "+00:00")).date()
+        if "T" in part.upper():
+            instant = datetime.fromisoformat(part.replace("Z", "+00:00").replace("z", "+00:00"))
+            if instant.tzinfo is not None:
+                instant = instant.astimezone(zone)
+            return instant.date()
         return date.fromisoformat(part)
     except ValueError:
         raise BadQuery(
@@ -277,11 +283,14 @@ def _date(part: str) -> date | None:
         ) from None
 
 
-def _interval(value: str) -> tuple[date | None, date | None]:
+def _interval(value: str, zone: ZoneInfo) -> tuple[date | None, date | None]:
     if "/" in value:
         start, _, end = value.partition("/")
-        return _date(start), _date(end)
-    day = _date(value)
+        first, last = _date(start, zone), _date(end, zone)
+        if first is not None and last is not None and first > last:
+            raise BadQuery(f"datetime interval {value!r} ends before it starts", field="datetime")
+        return first, last
+    day = _date(value, zone)
     return day, day
 
 
@@ -334,7 +343,9 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
         bbox=_bbox(p["bbox"]) if "bbox" in p else None,
         bbox_srid=bbox_srid,
         bbox_flip=bbox_flip,
-        interval=_interval(p["datetime"]) if "datetime" in p else None,
+        interval=_interval(p["datetime"], ZoneInfo(settings.register_timezone))
+        if "datetime" in p
+        else None,
         filter=flt,
         plain=LicenceFilter.from_params(p, request.app.state.rules.types),
         properties=tuple(_names(c, p["properties"], "properties")) if "properties" in p else None,

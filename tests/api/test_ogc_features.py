@@ -505,6 +505,22 @@ def test_datetime_cases_by_hand(client: TestClient, lic: dict[str, int]) -> None
     assert_bad(client.get(ITEMS, params={"datetime": "yesterday"}))
 
 
+def test_datetime_instant_is_a_day_in_pakistan(client: TestClient, lic: dict[str, int]) -> None:
+    """G was granted on 1 July 2024; 30 June 20:00 UTC is already 1 July in Karachi."""
+    on_first = fetch(client, lic, datetime="2024-07-01")
+    assert on_first != fetch(client, lic, datetime="2024-06-30")
+    assert fetch(client, lic, datetime="2024-06-30T20:00:00Z") == on_first
+    assert fetch(client, lic, datetime="2024-07-01T01:00:00+05:00") == on_first
+    assert fetch(client, lic, datetime="2024-06-30T18:00:00Z") != on_first
+
+
+def test_datetime_interval_that_ends_before_it_starts_is_400(client: TestClient) -> None:
+    r = client.get(ITEMS, params={"datetime": "2030-01-01/2000-01-01"})
+    assert r.status_code == 400
+    assert r.json()["field"] == "datetime"
+    assert "ends before it starts" in r.json()["detail"]
+
+
 # ------------------------------------------------------------------------ items: CQL2
 
 

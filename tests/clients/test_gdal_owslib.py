@@ -30,6 +30,7 @@ from cadastre.db.reserved import load_reserved_areas
 from cadastre.ingest import import_licences, read_licence_file
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+from cadastre.survey.vector import LayerMeta, load_vector, read_vector
 from tests.live import SAMPLE, live_server, scratch_database
 
 TIMEOUT = 300  # seconds, for every subprocess
@@ -69,15 +70,26 @@ def service(cluster: LocalCluster) -> Iterator[Service]:
         try:
             reserved = json.loads((SAMPLE / "reserved_areas_synthetic.geojson").read_text())
             frame, crs = read_licence_file(SAMPLE / "licences_synthetic.geojson")
+            occurrences = read_vector(SAMPLE / "pakistan_mineral_occurrences_usgs.geojson")
             with engine.begin() as conn:
                 load_reserved_areas(conn, reserved["features"])
                 report = import_licences(conn, frame, crs, rules=RuleBook.load(), actor="test")
+                load_vector(conn, occurrences, OCCURRENCES, actor="test")
             assert report.imported == len(frame) and not report.rejected
             app = create_app(Settings(environment="test", database_url=url))
             with live_server(app, "uvicorn-ogc-clients") as base:
                 yield Service(base, engine)
         finally:
             engine.dispose()
+
+
+OCCURRENCES = LayerMeta(
+    slug="occurrences",
+    name="Mineral occurrences (USGS)",
+    kind="occurrences",
+    source="USGS via sample_data",
+    licence="public domain",
+)
 
 
 def run(*args: str) -> str:
@@ -104,7 +116,7 @@ def _licence_count(service: Service) -> int:
 def test_ogrinfo_lists_collections(service: Service) -> None:
     out = run("ogrinfo", "-ro", "-so", f"OAPIF:{service.url}")
     layers = set(re.findall(r"^\d+: (\w+)", out, flags=re.M))
-    assert layers == {"licences", "jurisdictions", "reserved_areas"}, out
+    assert layers == {"licences", "jurisdictions", "reserved_areas", "occurrences"}, out
 
 
 def test_ogrinfo_licences_summary(service: Service) -> None:
@@ -129,6 +141,20 @@ def test_ogrinfo_reads_every_reserved_area(service: Service) -> None:
     with service.engine.connect() as conn:
         assert names == {r[0] for r in conn.execute(text("SELECT name FROM reserved_areas"))}
     assert out.count("MULTIPOLYGON") == len(expect)
+
+
+def test_gdal_default_paging_reads_a_survey_layer_whole(service: Service, tmp_path: Path) -> None:
+    """No PAGE_SIZE: Debian's GDAL asks 10 features a page and follows every next link
+    exactly as given (13 pages for the 122 USGS occurrences)."""
+    feats = _ogr2ogr(service, tmp_path, f"OAPIF:{service.url}", "occurrences")
+    expect = service.ids(
+        "SELECT f.fid FROM survey_features f JOIN survey_layers l ON l.id = f.layer_id "
+        "WHERE l.slug = 'occurrences'"
+    )
+    assert len(feats) == len(expect) == 122
+    assert {f.get("id") for f in feats} == expect
+    names = {f["properties"]["name"] for f in feats}
+    assert "Saindak" in names or any("Saindak" in n for n in names if n)
 
 
 def _ogr2ogr(service: Service, tmp_path: Path, *args: str) -> list[dict[str, Any]]:
@@ -183,7 +209,7 @@ def test_spatial_filter_matches_api_bbox(service: Service, tmp_path: Path) -> No
 def test_owslib_collections(service: Service) -> None:
     api = Features(service.url, timeout=60)
     ids = {c["id"] for c in api.collections()["collections"]}
-    assert ids == {"licences", "jurisdictions", "reserved_areas"}
+    assert ids == {"licences", "jurisdictions", "reserved_areas", "occurrences"}
     assert api.conformance()["conformsTo"]
     assert api.collection("licences")["id"] == "licences"
     props = api.collection_queryables("licences")["properties"]
@@ -202,6 +228,26 @@ def test_owslib_items_bbox(service: Service) -> None:
     small = api.collection_items("licences", bbox=list(BBOX), limit=7)
     assert small["numberReturned"] == 7 and small["numberMatched"] == len(sql)
     assert any(x["rel"] == "next" for x in small["links"])
+
+
+def test_owslib_reads_a_survey_layer_with_bbox_and_filter(service: Service) -> None:
+    api = Features(service.url)
+    assert "occurrences" in {c["id"] for c in api.collections()["collections"]}
+    box = (60.5, 27.0, 66.0, 30.5)  # western Balochistan, Chagai
+    page = api.collection_items(
+        "occurrences", bbox=list(box), filter="commodities LIKE '%Copper%'", limit=500
+    )
+    got = {f["id"] for f in page["features"]}
+    expect = service.ids(
+        "SELECT f.fid FROM survey_features f JOIN survey_layers l ON l.id = f.layer_id "
+        "WHERE l.slug = 'occurrences' AND f.properties->>'commodities' LIKE '%Copper%' "
+        "AND f.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)",
+        x0=box[0],
+        y0=box[1],
+        x1=box[2],
+        y1=box[3],
+    )
+    assert got == expect and got
 
 
 def test_owslib_items_filter(service: Service) -> None:

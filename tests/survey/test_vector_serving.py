@@ -167,3 +167,39 @@ def test_a_deleted_layer_leaves_collections_and_tiles(loaded: TestClient) -> Non
     assert loaded.delete("/survey/layers/rd_samples").status_code == 204
     assert loaded.get(f"/tiles/rd_samples/{z}/{x}/{y}.mvt").status_code == 404
     assert loaded.get("/collections/rd_samples/items").status_code == 404
+
+
+def test_a_replaced_layer_is_never_served_from_the_old_cache(
+    loaded: TestClient, tmp_path: Path
+) -> None:
+    """Tiles of a survey layer are cached like the licences'; a re-import commits a new
+    generation, so the next request (even one holding the old ETag) gets the new layer."""
+    t = morecantile.tms.get("WebMercatorQuad").tile(62.45, 28.97, 10)
+    url = f"/tiles/rd_samples/{t.z}/{t.x}/{t.y}.mvt"
+
+    def sample_ids(content: bytes) -> set[str]:
+        layer = mapbox_vector_tile.decode(content)["rd_samples"]
+        return {f["properties"]["sample_id"] for f in layer["features"]}
+
+    first = loaded.get(url)
+    assert first.status_code == 200
+    before = sample_ids(first.content)
+    assert "RD-002" in before
+    cache = loaded.app.state.tile_cache  # type: ignore[attr-defined]
+    hits = cache.hits
+    assert loaded.get(url).content == first.content
+    assert cache.hits == hits + 1  # it was served from the cache
+
+    renamed = samples()
+    renamed["sample_id"] = [s.replace("RD", "NEW") for s in renamed["sample_id"]]
+    folder = tmp_path / "again"
+    folder.mkdir()
+    r = upload(loaded, write_gpkg(renamed, folder), replace=True)
+    assert r.status_code == 201, r.text
+
+    again = loaded.get(url, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 200
+    assert again.headers["etag"] != first.headers["etag"]
+    assert sample_ids(again.content) == {s.replace("RD", "NEW") for s in before}
+    items = loaded.get("/collections/rd_samples/items/2").json()
+    assert items["properties"]["sample_id"] == "NEW-002"

@@ -257,6 +257,35 @@ _ERROR_TEXT = {
 }
 
 
+def query_param(
+    name: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An OpenAPI query parameter, for routes that read their parameters themselves."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+#: The filters tiles and items share (see cadastre/db/filters.py and the CQL2 module).
+FILTER_OPENAPI_PARAMETERS = [
+    query_param("status", "licences only: comma-separated statuses"),
+    query_param("type", "licences only: comma-separated licence types"),
+    query_param("province", "licences only: comma-separated provinces (PK-BA, BA or Balochistan)"),
+    query_param("mineral", "licences only: comma-separated minerals"),
+    query_param("filter", "a CQL2 filter over the collection's queryables"),
+    query_param(
+        "filter-lang",
+        "cql2-text (default) or cql2-json",
+        {"type": "string", "enum": ["cql2-text", "cql2-json"]},
+    ),
+    query_param("filter-crs", "CRS of the filter's geometries: CRS84 only"),
+]
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer (503 always)."""
     return {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]} for c in (*codes, 503)}

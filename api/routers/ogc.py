@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.caching import etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
+from api.schemas import FILTER_OPENAPI_PARAMETERS, errors, query_param
 from cadastre.db import cql2
 from cadastre.db import features as feat
 from cadastre.db.engine import Database
@@ -66,6 +67,32 @@ ITEMS_PARAMS = {
     *FILTER_PARAMS,
 }
 ITEM_PARAMS = {"crs", "properties", "f"}
+
+
+#: The items route reads its parameters itself (CQL2, CRS, the licence filters); this
+#: is what it takes, for the OpenAPI document.
+ITEMS_OPENAPI_PARAMETERS = [
+    *FILTER_OPENAPI_PARAMETERS,
+    query_param("bbox", "minx,miny,maxx,maxy (or 6 numbers, heights ignored), in bbox-crs"),
+    query_param("bbox-crs", "CRS of bbox (default CRS84); see the collection's crs list"),
+    query_param(
+        "datetime",
+        "a date, a date-time (read as a day in Asia/Karachi) or an interval "
+        "a/b with .. for open ends: licences valid then",
+    ),
+    query_param(
+        "limit",
+        "features per page (default CADASTRE_PAGE_DEFAULT, at most CADASTRE_PAGE_MAX)",
+        {"type": "integer", "minimum": 1},
+    ),
+    query_param(
+        "offset", "features to skip (follow the next link)", {"type": "integer", "minimum": 0}
+    ),
+    query_param("crs", "CRS of the answer's coordinates; see the collection's crs list"),
+    query_param("properties", "comma-separated properties to return"),
+    query_param("sortby", "comma-separated properties, - for descending"),
+    query_param("f", "json (default) or html", {"type": "string", "enum": ["json", "html"]}),
+]
 PLAIN_PARAMS = {"f"}
 
 
@@ -367,7 +394,8 @@ def _crs_header(srid: int, flip: bool) -> str:
 @router.get(
     "/collections/{collectionId}/items",
     summary="Features of a collection",
-    responses={200: {"content": {GEOJSON: {}}}},
+    responses={200: {"content": {GEOJSON: {}}}, **errors(400, 404)},
+    openapi_extra={"parameters": ITEMS_OPENAPI_PARAMETERS},
 )
 def get_items(
     collectionId: str,

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.caching import CACHE_CONTROL, Tile, TileCache, etag_for, not_modified, response_coding
 from api.deps import DbDep, strict_query
+from api.schemas import FILTER_OPENAPI_PARAMETERS, errors
 from cadastre.db import cql2, generation, tiles
 from cadastre.db.engine import Database
 from cadastre.db.features import extent, get_collection
@@ -131,7 +132,8 @@ def _make(
     "/tiles/{collection}/{z}/{x}/{y}.mvt",
     summary="A Mapbox Vector Tile",
     response_class=Response,
-    responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}},
+    responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}, **errors(400, 404)},
+    openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
 async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
     """One XYZ tile (WebMercatorQuad) as MVT, made by PostGIS; each zoom holds what the docs
@@ -143,7 +145,12 @@ async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) ->
     "/tiles/{collection}/{z}/{x}/{y}.geojson",
     summary="A GeoJSON tile",
     response_class=Response,
-    responses={200: {"content": {"application/geo+json": {}}}, 204: {"description": EMPTY}},
+    responses={
+        200: {"content": {"application/geo+json": {}}},
+        204: {"description": EMPTY},
+        **errors(400, 404),
+    },
+    openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
 async def geojson_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
     """One XYZ tile as GeoJSON: clipped to the tile plus a small buffer, simplified, lon/lat.
@@ -347,7 +354,8 @@ def tile_matrix_set(tileMatrixSetId: str) -> dict[str, Any]:
     "/collections/{collectionId}/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}",
     summary="A tile (OGC API - Tiles)",
     response_class=Response,
-    responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}},
+    responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}, **errors(400, 404)},
+    openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
 async def ogc_tile(
     collectionId: str,

@@ -841,3 +841,31 @@ def test_other_collections_items(
     assert body["features"][0]["id"] == "PK-BA"  # Balochistan is the largest
     # datetime on a collection without a temporal property.
     assert_bad(client.get("/collections/jurisdictions/items", params={"datetime": "2020-01-01"}))
+
+
+def test_openapi_documents_what_items_and_tiles_take(client: TestClient) -> None:
+    """The oas30 class: the OpenAPI document lists the query parameters the routes accept
+    (they read them themselves, so they are declared by hand) and their 400/404 answers."""
+    doc = client.get("/openapi.json").json()
+    items = doc["paths"]["/collections/{collectionId}/items"]["get"]
+    names = {p["name"] for p in items["parameters"] if p["in"] == "query"}
+    assert names == ITEMS_PARAMS_EXPECTED
+    assert {"400", "404"} <= set(items["responses"])
+    tile = doc["paths"]["/tiles/{collection}/{z}/{x}/{y}.mvt"]["get"]
+    assert {p["name"] for p in tile["parameters"] if p["in"] == "query"} == {
+        "status", "type", "province", "mineral", "filter", "filter-lang", "filter-crs"
+    }  # fmt: skip
+    # every documented items parameter is accepted (no 400 for the name itself)
+    for name in sorted(names - {"filter", "filter-lang", "filter-crs", "bbox-crs", "crs"}):
+        value = {"bbox": "60,23,78,37", "datetime": "2024-01-01", "limit": "5",
+                 "offset": "0", "properties": "status", "sortby": "status", "f": "json",
+                 "status": "granted", "type": "mining_lease", "province": "BA",
+                 "mineral": "gold"}[name]  # fmt: skip
+        r = client.get(f"/collections/licences/items?{name}={value}")
+        assert r.status_code == 200, (name, r.text)
+
+
+ITEMS_PARAMS_EXPECTED = {
+    "bbox", "bbox-crs", "datetime", "limit", "offset", "crs", "filter", "filter-lang",
+    "filter-crs", "properties", "sortby", "f", "status", "type", "province", "mineral",
+}  # fmt: skip

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.rules = RuleBook.load()
     app.state.tile_cache = TileCache()
+    app.state.extents = {}  # collection extents by (collection, generation)
     app.state.raster_layers = {}  # raster catalogue entries by (generation, slug)
     if db is not None:
         app.state.db = db

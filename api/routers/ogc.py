@@ -221,20 +221,38 @@ def _collection_doc(base: str, c: feat.Collection, box: Any) -> dict[str, Any]:
     return doc
 
 
+def _extent(request: Request, conn: Any, c: feat.Collection, generation: int) -> Any:
+    """A collection's extent, computed once per generation of the register (a full scan of
+    a large collection otherwise, each time a client such as GDAL opens the service)."""
+    held: dict[tuple[str, int], Any] = request.app.state.extents
+    key = (c.id, generation)
+    if key not in held:
+        if len(held) > 1000:
+            held.clear()
+        held[key] = feat.extent(conn, c)
+    return held[key]
+
+
 @router.get("/collections", summary="The feature collections")
 def list_collections(request: Request, db: DbDep) -> Response:
     """Every collection with its extent and links."""
     _check_params(request, PLAIN_PARAMS)
     base = _base(request)
     with db.begin() as conn:
+        gen = db.map_generation(conn)
+        etag = etag_for(request, gen)
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
         docs = [
-            _collection_doc(base, c, feat.extent(conn, c)) for c in feat.collections(conn).values()
+            _collection_doc(base, c, _extent(request, conn, c, gen))
+            for c in feat.collections(conn).values()
         ]
     body = {
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
         "collections": docs,
     }
-    return _answer(request, "Collections", body)
+    return tag(_answer(request, "Collections", body), etag)
 
 
 @router.get("/collections/{collectionId}", summary="A feature collection")
@@ -242,9 +260,14 @@ def describe_collection(collectionId: str, request: Request, db: DbDep) -> Respo
     """One collection: title, extent, CRSs and links."""
     _check_params(request, PLAIN_PARAMS)
     with db.begin() as conn:
+        gen = db.map_generation(conn)
         c = feat.get_collection(collectionId, conn)
-        doc = _collection_doc(_base(request), c, feat.extent(conn, c))
-    return _answer(request, c.title, doc)
+        etag = etag_for(request, gen)
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
+        doc = _collection_doc(_base(request), c, _extent(request, conn, c, gen))
+    return tag(_answer(request, c.title, doc), etag)
 
 
 @router.get("/collections/{collectionId}/queryables", summary="Queryable properties")

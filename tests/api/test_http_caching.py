@@ -120,3 +120,17 @@ def test_geojson_is_gzipped_when_asked(client: TestClient) -> None:
 def test_cache_control_on_tiles_lets_clients_revalidate(client: TestClient) -> None:
     r = client.get("/tiles/jurisdictions/5/22/13.mvt")
     assert r.headers["cache-control"] == "no-cache"
+
+
+def test_collections_carry_an_etag_and_follow_a_change(client: TestClient) -> None:
+    """The collection documents are map answers too: 304 while nothing changed, and the
+    licences' extent (kept per generation) moves the moment a new licence commits."""
+    for url in ("/collections", "/collections/licences"):
+        first = client.get(url)
+        assert first.status_code == 200
+        again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304, url
+    application(client)  # a licence at 66.0-66.05 E, 28.0-28.05 N
+    doc = client.get("/collections/licences").json()
+    (box,) = doc["extent"]["spatial"]["bbox"]
+    assert box[0] <= 66.0 and box[2] >= 66.05 and box[1] <= 28.0 and box[3] >= 28.05

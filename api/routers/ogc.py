@@ -376,9 +376,8 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
     if "bbox-crs" in p and "bbox" not in p:
         raise BadQuery("bbox-crs is given without bbox", field="bbox-crs")
     flt = None
+    cql2.check_companions(p)
     if "filter" in p:
-        if p.get("filter-crs") not in (None, feat.CRS84, "OGC:CRS84"):
-            raise BadQuery("filter-crs must be CRS84", field="filter-crs")
         tree = cql2.parse(p["filter"], p.get("filter-lang", "cql2-text"))
         columns = {name: c.column(name) for name in c.queryables}
         flt = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates, kinds=c.queryables)

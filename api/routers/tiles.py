@@ -52,10 +52,9 @@ def _query(request: Request, collection: str) -> tuple[tiles.TileQuery, Any]:
                 field=name,
             )
     plain = LicenceFilter.from_params(params, request.app.state.rules.types)
+    cql2.check_companions(params)
     if "filter" not in params:
         return tiles.TileQuery(plain=plain), None
-    if params.get("filter-crs") not in (None, "http://www.opengis.net/def/crs/OGC/1.3/CRS84"):
-        raise BadQuery("filter-crs must be CRS84", field="filter-crs")
     tree = cql2.parse(params["filter"], params.get("filter-lang", "cql2-text"))
     if collection not in tiles.LAYERS:
         return tiles.TileQuery(plain=plain, cql_key=json.dumps(tree)), tree

@@ -39,6 +39,19 @@ class BadFilter(BadQuery):
     code = "bad_filter"
 
 
+#: The one CRS of filter geometries: CRS84, by URI or by its short name.
+FILTER_CRS = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "OGC:CRS84")
+
+
+def check_companions(params: Mapping[str, str]) -> None:
+    """``filter-lang`` and ``filter-crs`` need a ``filter``; ``filter-crs`` must be CRS84."""
+    for name in ("filter-lang", "filter-crs"):
+        if name in params and "filter" not in params:
+            raise BadFilter(f"{name} is given without filter", field=name)
+    if params.get("filter-crs") not in (None, *FILTER_CRS):
+        raise BadFilter(f"filter-crs must be CRS84 ({FILTER_CRS[0]})", field="filter-crs")
+
+
 def parse(text: str, lang: str = "cql2-text") -> Any:
     """Parse a CQL2 filter (``cql2-text`` or ``cql2-json``) into standard CQL2 JSON."""
     if len(text) > MAX_LENGTH:

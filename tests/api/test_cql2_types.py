@@ -58,3 +58,27 @@ def test_well_typed_filters_pass(client: TestClient, cql: str) -> None:
     assert r.status_code == 200, r.text
     t = client.get(f"/tiles/licences/12/2803/1720.mvt?filter={quote(cql)}")
     assert t.status_code in (200, 204), t.text
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("filter-crs=EPSG:9999", "filter-crs"),
+        ("filter-lang=cql2-json", "filter-lang"),
+        (
+            f"filter={quote(chr(39) + 'x' + chr(39) + ' = status')}&filter-crs=EPSG:4326",
+            "filter-crs",
+        ),
+    ],
+)
+def test_filter_companions_are_checked_alike(client: TestClient, query: str, field: str) -> None:
+    for url in ("/collections/licences/items", "/tiles/licences/5/22/13.mvt"):
+        r = client.get(f"{url}?{query}")
+        assert r.status_code == 400, (url, r.text)
+        assert r.json()["field"] == field
+
+
+def test_filter_crs_by_short_name_is_accepted_by_items_and_tiles(client: TestClient) -> None:
+    q = f"filter={quote(chr(39) + 'granted' + chr(39) + ' = status')}&filter-crs=OGC:CRS84"
+    assert client.get(f"/collections/licences/items?{q}").status_code == 200
+    assert client.get(f"/tiles/licences/5/22/13.mvt?{q}").status_code in (200, 204)

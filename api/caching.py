@@ -21,10 +21,13 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Any
 
 import brotli
 import zstandard
 from fastapi import Request, Response
+
+from cadastre.db.features import extent
 
 CACHE_CONTROL = "no-cache"
 #: Content codings, best first: the compression middleware's order, so a tile and
@@ -146,3 +149,15 @@ class TileCache:
                     _, old = self._items.popitem(last=False)
                     self._size -= old.size
             return tile
+
+
+def cached_extent(request: Request, conn: Any, c: Any, generation: int) -> Any:
+    """A collection's extent, computed once per generation of the register (a full scan of
+    a large collection otherwise, each time a client such as GDAL opens the service)."""
+    held: dict[tuple[str, int], Any] = request.app.state.extents
+    key = (c.id, generation)
+    if key not in held:
+        if len(held) > 1000:
+            held.clear()
+        held[key] = extent(conn, c)
+    return held[key]

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from api.caching import etag_for, not_modified, tag
+from api.caching import cached_extent, etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors, query_param
 from cadastre.db import cql2
@@ -221,18 +221,6 @@ def _collection_doc(base: str, c: feat.Collection, box: Any) -> dict[str, Any]:
     return doc
 
 
-def _extent(request: Request, conn: Any, c: feat.Collection, generation: int) -> Any:
-    """A collection's extent, computed once per generation of the register (a full scan of
-    a large collection otherwise, each time a client such as GDAL opens the service)."""
-    held: dict[tuple[str, int], Any] = request.app.state.extents
-    key = (c.id, generation)
-    if key not in held:
-        if len(held) > 1000:
-            held.clear()
-        held[key] = feat.extent(conn, c)
-    return held[key]
-
-
 @router.get("/collections", summary="The feature collections")
 def list_collections(request: Request, db: DbDep) -> Response:
     """Every collection with its extent and links."""
@@ -245,7 +233,7 @@ def list_collections(request: Request, db: DbDep) -> Response:
         if held is not None:
             return held
         docs = [
-            _collection_doc(base, c, _extent(request, conn, c, gen))
+            _collection_doc(base, c, cached_extent(request, conn, c, gen))
             for c in feat.collections(conn).values()
         ]
     body = {
@@ -266,7 +254,7 @@ def describe_collection(collectionId: str, request: Request, db: DbDep) -> Respo
         held = not_modified(request, etag)
         if held is not None:
             return held
-        doc = _collection_doc(_base(request), c, _extent(request, conn, c, gen))
+        doc = _collection_doc(_base(request), c, cached_extent(request, conn, c, gen))
     return tag(_answer(request, c.title, doc), etag)
 
 

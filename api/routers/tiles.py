@@ -8,13 +8,23 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
-from api.caching import CACHE_CONTROL, Tile, TileCache, etag_for, not_modified, response_coding
+from api.caching import (
+    CACHE_CONTROL,
+    Tile,
+    TileCache,
+    cached_extent,
+    etag_for,
+    not_modified,
+    response_coding,
+    tag,
+)
 from api.deps import DbDep, strict_query
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors
 from cadastre.db import cql2, generation, tiles
 from cadastre.db.engine import Database
-from cadastre.db.features import extent, get_collection
+from cadastre.db.features import get_collection
 from cadastre.db.filters import PARAMS as FILTER_PARAMS
 from cadastre.db.filters import LicenceFilter
 from cadastre.errors import BadQuery, NotFound
@@ -157,14 +167,19 @@ async def geojson_tile(collection: str, z: int, x: int, y: int, request: Request
     return await _tile(request, collection, z, x, y, "geojson")
 
 
-def _tilejson(request: Request, collection: str, db: Any) -> dict[str, Any]:
+def _tilejson(request: Request, collection: str, db: Any) -> Response:
     with db.begin() as conn:
+        gen = db.map_generation(conn)
         lay = tiles.layer(collection, conn)
         c = get_collection(collection, conn)
-        box = extent(conn, c)
+        etag = etag_for(request, gen)
+        held = not_modified(request, etag)
+        if held is not None:
+            return held
+        box = cached_extent(request, conn, c, gen)
     base = str(request.base_url).rstrip("/")
     bounds = list(box) if box else [60.5, 23.3, 78.0, 37.3]
-    return {
+    body = {
         "tilejson": "3.0.0",
         "name": c.title,
         "description": c.description,
@@ -176,6 +191,7 @@ def _tilejson(request: Request, collection: str, db: Any) -> dict[str, Any]:
         "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 5],
         "vector_layers": _vector_layers(lay),
     }
+    return tag(JSONResponse(body), etag)
 
 
 def _vector_layers(lay: tiles.TileLayer) -> list[dict[str, Any]]:
@@ -216,7 +232,7 @@ def _vector_layers(lay: tiles.TileLayer) -> list[dict[str, Any]]:
     summary="TileJSON 3.0 of a tile source",
     dependencies=[Depends(strict_query)],
 )
-def tilejson(collection: str, request: Request, db: DbDep) -> dict[str, Any]:
+def tilejson(collection: str, request: Request, db: DbDep) -> Response:
     """TileJSON for map libraries (MapLibre, Leaflet plugins, QGIS)."""
     return _tilejson(request, collection, db)
 

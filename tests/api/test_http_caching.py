@@ -125,7 +125,7 @@ def test_cache_control_on_tiles_lets_clients_revalidate(client: TestClient) -> N
 def test_collections_carry_an_etag_and_follow_a_change(client: TestClient) -> None:
     """The collection documents are map answers too: 304 while nothing changed, and the
     licences' extent (kept per generation) moves the moment a new licence commits."""
-    for url in ("/collections", "/collections/licences"):
+    for url in ("/collections", "/collections/licences", "/tiles/licences/tilejson.json"):
         first = client.get(url)
         assert first.status_code == 200
         again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
@@ -134,3 +134,7 @@ def test_collections_carry_an_etag_and_follow_a_change(client: TestClient) -> No
     doc = client.get("/collections/licences").json()
     (box,) = doc["extent"]["spatial"]["bbox"]
     assert box[0] <= 66.0 and box[2] >= 66.05 and box[1] <= 28.0 and box[3] >= 28.05
+    tj = client.get("/tiles/licences/tilejson.json")
+    assert tj.headers["cache-control"] == "no-cache"
+    w, s_, e, n = tj.json()["bounds"]
+    assert w <= 66.0 and e >= 66.05 and s_ <= 28.0 and n >= 28.05

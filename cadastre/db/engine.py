@@ -86,7 +86,10 @@ class Database:
                 if conn.info.get("cadastre_wrote"):
                     committed = current(conn)
             finally:
-                conn.info.pop("cadastre_wrote", None)
+                # A connection that died under the transaction (a database restart) has
+                # no info to clean, and asking for it would hide the real error.
+                if not conn.invalidated:
+                    conn.info.pop("cadastre_wrote", None)
         if committed is not None:
             self.generation.at_least(committed)
 

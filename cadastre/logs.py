@@ -23,9 +23,11 @@ from typing import IO, Any, Literal
 #: The id of the request being served, or None outside a request.
 request_id: ContextVar[str | None] = ContextVar("cadastre_request_id", default=None)
 
-#: Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
+#: Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged
+#: (except uvicorn's ``color_message``, the message again with terminal colours).
 _STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message"}
 )
 
 

@@ -1,22 +1,30 @@
-"""The application: lifespan -> app -> routers -> error handlers -> health."""
+"""The application: lifespan -> app -> routers -> middleware -> error handlers -> health."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 from starlette_compress import CompressMiddleware, add_compress_type
 
 from api import errors
 from api.caching import TileCache
+from api.observability import Metrics, Observe
 from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
 from cadastre import __version__
+from cadastre.db import migrate
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+
+log = logging.getLogger("cadastre.api")
 
 #: Answers worth compressing besides the middleware's defaults (JSON, HTML, text).
 COMPRESSED = ("application/geo+json", "application/schema+json", "text/csv")
@@ -89,12 +97,47 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         path="/survey/layers",
         max_bytes=settings.max_upload_mb * survey.MB + survey.ENVELOPE,
     )
+    # Outermost: the request id and the timing cover everything below.
+    app.state.metrics = Metrics(app.state)
+    app.add_middleware(Observe, metrics=app.state.metrics, access_log=settings.access_log)
+    heads = migrate.heads()
 
     @app.get("/health", tags=["service"], summary="Health")
-    def health(request: Request) -> dict[str, str]:
-        """Answers when the service and its database are up."""
-        with request.app.state.db.begin() as conn:
-            conn.execute(text("SELECT 1"))
+    async def health() -> dict[str, str]:
+        """Answers while the process serves requests; asks nothing of the database."""
         return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        tags=["service"],
+        summary="Readiness",
+        responses={503: {"description": "The database is unreachable or not migrated to head"}},
+    )
+    def ready(request: Request) -> JSONResponse:
+        """Answers 200 when the database answers and its migrations are at head, else 503."""
+        checks: dict[str, Any] = {"database": "ok", "migrations": "ok"}
+        try:
+            with request.app.state.db.begin() as conn:
+                at = migrate.applied(conn)
+        except DBAPIError as exc:
+            log.warning("not ready: database unreachable: %s", exc)
+            checks = {"database": "unreachable", "migrations": "unknown"}
+        else:
+            if at != heads:
+                checks["migrations"] = (
+                    f"the database is at {', '.join(at) or 'no revision'}; "
+                    f"the service needs {', '.join(heads)} (run `cadastre db upgrade`)"
+                )
+        if checks == {"database": "ok", "migrations": "ok"}:
+            return JSONResponse({"status": "ready", **checks})
+        return JSONResponse(
+            {"status": "not_ready", **checks}, status_code=503, headers={"Retry-After": "5"}
+        )
+
+    @app.get("/metrics", tags=["service"], summary="Metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: requests by route and status, latencies, pools, tile cache."""
+        body = generate_latest(request.app.state.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

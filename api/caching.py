@@ -126,6 +126,14 @@ class TileCache:
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes charged to the cache (see :attr:`Tile.size`)."""
+        return self._size
+
     def get(self, generation: int, key: Hashable) -> Tile | None:
         with self._lock:
             found = self._items.get((generation, key))

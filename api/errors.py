@@ -114,7 +114,7 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def db_down(_: Request, exc: OperationalError) -> JSONResponse:
+    async def db_down(_: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database unavailable: %s", exc)
         return JSONResponse(
             {"code": "database_unavailable", "detail": "the database is unavailable; retry"},
@@ -123,6 +123,8 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DBAPIError)
-    async def db_error(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def db_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:  # the connection died under it (a restart): retry
+            return await db_down(request, exc)
         log.exception("database error", exc_info=exc)
         return JSONResponse({"code": "internal_error", "detail": "internal error"}, status_code=500)

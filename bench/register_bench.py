@@ -129,7 +129,7 @@ def _points_in(rng: np.random.Generator, geom: Any, n: int) -> np.ndarray:
         keep = xy[shapely.contains_xy(geom, xy[:, 0], xy[:, 1])]
         got.append(keep)
         have += len(keep)
-    return np.concatenate(got)[:n]
+    return np.concatenate(got)[:n] if got else np.empty((0, 2))
 
 
 def _shapes(rng: np.random.Generator, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import func, select
 from tqdm import tqdm
 
+from cadastre import logs
 from cadastre.db.engine import Database, database_url, local_cluster, make_engine
 from cadastre.db.jurisdictions import load_jurisdictions
 from cadastre.db.migrate import upgrade
@@ -560,14 +561,20 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    # By name, so that the library never imports the web layer.
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        access_log=False,
-    )
+    # Our handler takes uvicorn's records too; the access log is the service's own.
+    logs.configure(settings.log_format, settings.log_level)
+    try:
+        # By name, so that the library never imports the web layer.
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            access_log=False,
+            log_config=None,
+        )
+    finally:
+        logs.shutdown()
 
 
 if __name__ == "__main__":

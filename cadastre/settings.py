@@ -79,6 +79,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest raster file POST /rasters accepts, in bytes (1 GiB).",
     )
+    log_format: Literal["json", "plain"] | None = Field(
+        default=None,
+        description="Log lines as JSON objects (one a line) or plain text; unset = plain "
+        "when stderr is a terminal, JSON otherwise.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level of the service's log lines."
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per request: method, path, status, duration, request id.",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"

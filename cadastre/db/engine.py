@@ -11,6 +11,9 @@ from cadastre.db.cluster import LocalCluster
 from cadastre.db.generation import Watch, current
 from cadastre.settings import Settings
 
+#: Seconds a new connection may take before the request fails (503).
+CONNECT_TIMEOUT_S = 5
+
 
 def database_url(settings: Settings) -> str:
     """``CADASTRE_DATABASE_URL`` when set, else the project's own local cluster."""
@@ -38,6 +41,9 @@ def make_engine(
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         pool_recycle=3600,
+        # A server that does not answer (a host gone, a firewall dropping packets) fails
+        # the request within seconds rather than holding a worker thread for minutes.
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
@@ -80,7 +86,10 @@ class Database:
                 if conn.info.get("cadastre_wrote"):
                     committed = current(conn)
             finally:
-                conn.info.pop("cadastre_wrote", None)
+                # A connection that died under the transaction (a database restart) has
+                # no info to clean, and asking for it would hide the real error.
+                if not conn.invalidated:
+                    conn.info.pop("cadastre_wrote", None)
         if committed is not None:
             self.generation.at_least(committed)
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 
 
 def alembic_config(url: str) -> Config:
@@ -21,3 +24,13 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
     command.upgrade(alembic_config(url), revision)
+
+
+def heads() -> tuple[str, ...]:
+    """The head revisions of the packaged migrations (read from the files, no database)."""
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config("")).get_heads()))
+
+
+def applied(conn: Connection) -> tuple[str, ...]:
+    """The revisions the database on ``conn`` is at (empty when it was never migrated)."""
+    return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))

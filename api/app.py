@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 from starlette_compress import CompressMiddleware, add_compress_type
 
-from api import errors
+from api import errors, openapi
 from api.caching import TileCache
 from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
 from cadastre import __version__
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(aoi.router)
     app.include_router(rasters.router)
     errors.install(app)
+    openapi.install(app)
     for media_type in COMPRESSED:
         add_compress_type(media_type)
     # zstd, brotli or gzip, as the client accepts; tiles come compressed already.

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.openapi import allowed_methods
 from cadastre import errors as e
 
 log = logging.getLogger("cadastre.api")
@@ -87,10 +88,16 @@ def install(app: FastAPI) -> None:
                 },
                 status_code=413,
             )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {
+                **(headers or {}),
+                "Allow": ", ".join(allowed_methods(request.app.openapi(), request.scope["path"])),
+            }
         return JSONResponse(
             {"code": "http_error", "detail": exc.detail},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(IntegrityError)

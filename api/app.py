@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import text
 from starlette_compress import CompressMiddleware, add_compress_type
 
-from api import errors, openapi
+from api import errors, limits, openapi
 from api.caching import TileCache
 from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
 from cadastre import __version__
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         add_compress_type(media_type)
     # zstd, brotli or gzip, as the client accepts; tiles come compressed already.
     app.add_middleware(CompressMiddleware, minimum_size=1024)
+    app.add_middleware(limits.BodyLimit, max_mb=settings.max_body_mb)
     # Uploads stop at the limit as they arrive: the file's own limit plus room for the
     # multipart envelope and the form fields.
     app.add_middleware(

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.limits import UPLOAD_PATHS
 from api.openapi import allowed_methods
 from cadastre import errors as e
 
@@ -77,6 +78,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413 and request.scope["path"] not in UPLOAD_PATHS:
+            return JSONResponse(  # the body limit of the JSON routes (api.limits)
+                {"code": "body_too_large", "detail": exc.detail, "field": "body"}, status_code=413
+            )
         if exc.status_code == 413:  # the request body limit of an upload route
             limit = request.app.state.settings.max_upload_mb
             return JSONResponse(

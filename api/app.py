@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     # zstd, brotli or gzip, as the client accepts; tiles come compressed already.
     app.add_middleware(CompressMiddleware, minimum_size=1024)
     app.add_middleware(limits.BodyLimit, max_mb=settings.max_body_mb)
+    app.add_middleware(limits.NoNul)
     # Uploads stop at the limit as they arrive: the file's own limit plus room for the
     # multipart envelope and the form fields.
     app.add_middleware(

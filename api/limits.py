@@ -8,6 +8,7 @@ never holds more than the limit of one request in memory.
 from __future__ import annotations
 
 import math
+from urllib.parse import parse_qsl
 
 import pyproj
 from starlette.exceptions import HTTPException
@@ -87,3 +88,35 @@ def check_bbox_area(
             "(setting CADASTRE_MAX_BBOX_DEG2)",
             field="bbox",
         )
+
+
+class NoNul:
+    """Refuse a NUL character (``%00``) in the path or in a query parameter with a 400 that
+    names where: PostgreSQL text cannot hold one, and no slug, id, name or filter has one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        where = None
+        if scope["type"] == "http":
+            if "\x00" in scope["path"]:
+                where = "path"
+            else:
+                query = scope.get("query_string", b"").decode("latin-1")
+                for name, value in parse_qsl(query, keep_blank_values=True):
+                    if "\x00" in name or "\x00" in value:
+                        where = name.replace("\x00", "\\x00")
+                        break
+        if where is None:
+            await self.app(scope, receive, send)
+            return
+        refusal = JSONResponse(
+            {
+                "code": "bad_query",
+                "detail": f"{where}: holds a NUL character",
+                "field": where,
+            },
+            status_code=400,
+        )
+        await refusal(scope, receive, send)

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette_compress import CompressMiddleware, add_compress_type
 
-from api import errors
+from api import errors, limits, openapi
 from api.caching import TileCache
 from api.observability import Metrics, Observe
 from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
@@ -86,10 +86,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(aoi.router)
     app.include_router(rasters.router)
     errors.install(app)
+    openapi.install(app)
     for media_type in COMPRESSED:
         add_compress_type(media_type)
     # zstd, brotli or gzip, as the client accepts; tiles come compressed already.
     app.add_middleware(CompressMiddleware, minimum_size=1024)
+    app.add_middleware(limits.BodyLimit, max_mb=settings.max_body_mb)
+    app.add_middleware(limits.NoNul)
     # Uploads stop at the limit as they arrive: the file's own limit plus room for the
     # multipart envelope and the form fields.
     app.add_middleware(

@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.limits import UPLOAD_PATHS
+from api.openapi import allowed_methods
 from cadastre import errors as e
 
 log = logging.getLogger("cadastre.api")
@@ -76,6 +78,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413 and request.scope["path"] not in UPLOAD_PATHS:
+            return JSONResponse(  # the body limit of the JSON routes (api.limits)
+                {"code": "body_too_large", "detail": exc.detail, "field": "body"}, status_code=413
+            )
         if exc.status_code == 413:  # the request body limit of an upload route
             limit = request.app.state.settings.max_upload_mb
             return JSONResponse(
@@ -87,10 +93,16 @@ def install(app: FastAPI) -> None:
                 },
                 status_code=413,
             )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {
+                **(headers or {}),
+                "Allow": ", ".join(allowed_methods(request.app.openapi(), request.scope["path"])),
+            }
         return JSONResponse(
             {"code": "http_error", "detail": exc.detail},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(IntegrityError)

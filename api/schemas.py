@@ -241,11 +241,19 @@ class Event(BaseModel):
     note: str | None
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
 class ErrorBody(BaseModel):
     code: str
     detail: str
     field: str | None = None
     where: dict[str, Any] | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="422 from request validation: every field that failed."
+    )
 
 
 _ERROR_TEXT = {

@@ -232,7 +232,16 @@ def survey_import(
         description=description,
         synthetic=synthetic,
     )
-    options = ReadOptions(layer=layer, lon_col=lon_col, lat_col=lat_col, wkt_col=wkt_col, crs=crs)
+    settings = _settings()
+    options = ReadOptions(
+        layer=layer,
+        lon_col=lon_col,
+        lat_col=lat_col,
+        wkt_col=wkt_col,
+        crs=crs,
+        max_zip_entries=settings.max_zip_entries,
+        max_zip_bytes=settings.max_zip_uncompressed_mb * 1024 * 1024,
+    )
     _survey_import(path, meta, options, actor=actor, replace=replace)
 
 

@@ -91,6 +91,30 @@ class Settings(BaseSettings):
         default=True,
         description="One log line per request: method, path, status, duration, request id.",
     )
+    max_body_mb: int = Field(
+        default=16,
+        ge=1,
+        description="Largest request body of the JSON routes (licences, checks, reports, "
+        "raster statistics), in MB (MiB); a larger one is refused with 413. Uploads have "
+        "their own limits (max_upload_mb, raster_upload_max_bytes).",
+    )
+    max_bbox_deg2: float = Field(
+        default=400.0,
+        gt=0,
+        description="Largest bbox of an item query (GET /licences, /collections/{id}/items), "
+        "in square degrees (width x height); all of Pakistan is about 17.5 x 14 = 245.",
+    )
+    max_zip_entries: int = Field(
+        default=1000,
+        ge=1,
+        description="Most entries a zipped Shapefile upload or import may hold.",
+    )
+    max_zip_uncompressed_mb: int = Field(
+        default=2048,
+        ge=1,
+        description="Largest total uncompressed size of a zipped Shapefile, in MB (MiB): "
+        "a zip bomb is refused before anything is read.",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"

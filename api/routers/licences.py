@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.caching import etag_for, not_modified, tag
 from api.deps import ActorDep, DbDep, RulesDep, SettingsDep, strict_query
+from api.limits import check_bbox_area
 from api.schemas import (
     NO_NUL,
     ApplicationIn,
@@ -225,6 +226,9 @@ def list_licences(
     after: Annotated[int | None, Query(ge=0, description="Cursor from the `next` link")] = None,
 ) -> Response:
     """List licences as a GeoJSON FeatureCollection, filtered and keyset-paged."""
+    box = _parse_bbox(bbox) if bbox else None
+    if box is not None:
+        check_bbox_area(box, settings.max_bbox_deg2, error=InvalidInput)
     page_size = settings.page_default if limit is None else limit
     if page_size > settings.page_max:
         raise InvalidInput(f"limit must be at most {settings.page_max}", field="limit")
@@ -234,7 +238,7 @@ def list_licences(
         licence_type=rules.check_type(licence_type) if licence_type else None,
         mineral=mineral,
         holder=holder,
-        bbox=_parse_bbox(bbox) if bbox else None,
+        bbox=box,
         as_of=_parse_as_of(as_of, settings.register_timezone) if as_of else None,
         after=after,
         limit=page_size,

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.caching import cached_extent, etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
+from api.limits import check_bbox_area
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors, query_param
 from cadastre.db import cql2
 from cadastre.db import features as feat
@@ -376,8 +377,11 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
             if bare not in c.sortable:
                 raise BadQuery(f"sortby: {bare!r} is not sortable", field="sortby")
             sortby.append((bare, name.startswith("-")))
+    box = _bbox(p["bbox"]) if "bbox" in p else None
+    if box is not None:
+        check_bbox_area(box, settings.max_bbox_deg2, srid=bbox_srid)
     return feat.ItemsQuery(
-        bbox=_bbox(p["bbox"]) if "bbox" in p else None,
+        bbox=box,
         bbox_srid=bbox_srid,
         bbox_flip=bbox_flip,
         interval=_interval(p["datetime"], ZoneInfo(settings.register_timezone))

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, Field, ValidationError, field_validator
 
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam, RepairParam
-from api.schemas import GEOMETRY_DOC, Mineral, Strict, errors
+from api.schemas import GEOMETRY_DOC, GeoJSONResponse, Mineral, Strict, errors
 from cadastre.db import licences as reg
 from cadastre.db import overlaps
 from cadastre.db.reserved import reserved_areas_geojson
@@ -220,7 +220,7 @@ def check_overlaps(
     }
 
 
-@router.get("/reserved-areas", summary="Reserved and closed areas")
+@router.get("/reserved-areas", summary="Reserved and closed areas", response_class=GeoJSONResponse)
 def list_reserved_areas(db: DbDep) -> Response:
     """Protected, forest, strategic, religious and auction-reserved areas (GeoJSON)."""
     with db.begin() as conn:
@@ -231,7 +231,17 @@ def list_reserved_areas(db: DbDep) -> Response:
 AUDIT_FIELDS = ("kind", "a_id", "a_ref", "b_id", "b_ref", "province_code", "overlap_km2")
 
 
-@router.get("/overlaps", summary="Audit: every overlap among live titles and reserved areas")
+@router.get(
+    "/overlaps",
+    summary="Audit: every overlap among live titles and reserved areas",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "GeoJSON FeatureCollection (format=geojson) or CSV (format=csv)",
+            "content": {"application/geo+json": {"schema": {"type": "object"}}, "text/csv": {}},
+        }
+    },
+)
 def audit_overlaps(
     db: DbDep,
     rules: RulesDep,

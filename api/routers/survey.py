@@ -141,7 +141,15 @@ def upload_layer(
         synthetic=synthetic,
     )
     meta.check()
-    options = ReadOptions(layer=layer, lon_col=lon_col, lat_col=lat_col, wkt_col=wkt_col, crs=crs)
+    options = ReadOptions(
+        layer=layer,
+        lon_col=lon_col,
+        lat_col=lat_col,
+        wkt_col=wkt_col,
+        crs=crs,
+        max_zip_entries=settings.max_zip_entries,
+        max_zip_bytes=settings.max_zip_uncompressed_mb * MB,
+    )
     with tempfile.TemporaryDirectory(prefix="cadastre-upload-") as folder:
         data = read_vector(_save(file, Path(folder), settings.max_upload_mb), options)
     with db.begin() as conn:

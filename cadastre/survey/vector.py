@@ -34,7 +34,14 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from cadastre.db.generation import lock_for_write
 from cadastre.db.tables import SURVEY_KINDS, survey_features, survey_layers
-from cadastre.errors import Conflict, InvalidGeometry, InvalidInput, NotFound, UnknownCRS
+from cadastre.errors import (
+    Conflict,
+    InvalidGeometry,
+    InvalidInput,
+    NotFound,
+    UnknownCRS,
+    UploadTooLarge,
+)
 
 #: Collections that exist without the catalogue: a survey layer may not take their ids.
 BUILTIN_COLLECTIONS = frozenset({"licences", "jurisdictions", "reserved_areas"})
@@ -136,6 +143,9 @@ class ReadOptions:
     lat_col: str | None = None
     wkt_col: str | None = None
     crs: str | None = None
+    #: Zipped Shapefiles: most entries, and largest total uncompressed size in bytes.
+    max_zip_entries: int = 1000
+    max_zip_bytes: int = 2048 * 1024 * 1024
 
 
 # ------------------------------------------------------------------------ reading
@@ -174,7 +184,7 @@ def read_vector(path: Path, options: ReadOptions | None = None) -> VectorFile:
     if suffix in (".csv", ".txt"):
         frame = _read_csv(path, opts)
     elif suffix == ".zip":
-        frame = _read_ogr(_zipped_shapefile(path), path.name, opts)
+        frame = _read_ogr(_zipped_shapefile(path, opts), path.name, opts)
     elif suffix == ".shp":
         _shapefile_parts(path.name, {p.name.lower() for p in path.parent.iterdir()})
         frame = _read_ogr(str(path), path.name, opts)
@@ -250,15 +260,53 @@ def _gdal_message(exc: Exception, source: str, label: str) -> str:
     return text[:300] or type(exc).__name__
 
 
-def _zipped_shapefile(path: Path) -> str:
+def _unsafe_name(name: str) -> bool:
+    """A zip entry name that could reach outside a folder it were extracted to."""
+    parts = name.replace("\\", "/").split("/")
+    return (
+        "\x00" in name
+        or name.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", name) is not None
+        or ".." in parts
+    )
+
+
+def _check_zip(path: Path, entries: list[zipfile.ZipInfo], opts: ReadOptions) -> None:
+    """Refuse zip bombs and hostile entry names before GDAL opens anything."""
+    if len(entries) > opts.max_zip_entries:
+        raise InvalidInput(
+            f"{path.name} holds {len(entries)} entries, more than the limit of "
+            f"{opts.max_zip_entries} (setting CADASTRE_MAX_ZIP_ENTRIES)",
+            field="file",
+        )
+    total = sum(e.file_size for e in entries)
+    if total > opts.max_zip_bytes:
+        raise UploadTooLarge(
+            f"{path.name} unpacks to {total} bytes, more than the limit of "
+            f"{opts.max_zip_bytes // (1024 * 1024)} MB (setting CADASTRE_MAX_ZIP_UNCOMPRESSED_MB)",
+            field="file",
+        )
+    for entry in entries:
+        # zipfile cuts a name at a NUL; the original name is what other readers see.
+        if _unsafe_name(entry.orig_filename):
+            raise InvalidInput(
+                f"{path.name} holds an entry with an unsafe name {entry.orig_filename!r} "
+                "(absolute, with '..' or a NUL)",
+                field="file",
+            )
+
+
+def _zipped_shapefile(path: Path, opts: ReadOptions) -> str:
     """The GDAL path of the one Shapefile in a zip, after checking its parts are there."""
     if not zipfile.is_zipfile(path):
         raise InvalidInput(f"{path.name} is not a zip archive", field="file")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
+            entries = archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidInput(f"{path.name} is not a readable zip: {exc}", field="file") from exc
+    _check_zip(path, entries, opts)
+    names = [e.filename for e in entries if not e.filename.endswith("/")]
     shps = [n for n in names if n.lower().endswith(".shp") and "__macosx" not in n.lower()]
     if not shps:
         raise InvalidInput(f"{path.name} holds no Shapefile (.shp)", field="file")

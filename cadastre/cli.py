@@ -354,6 +354,7 @@ def _import(
                 tolerance_m2=settings.boundary_tolerance_m2,
                 timezone=settings.register_timezone,
                 progress=bar.update,
+                limits=settings.shape_limits,
             )
     except ImportRejected as exc:
         bar.close()

@@ -36,7 +36,7 @@ import shapely
 from sqlalchemy import Connection, text
 
 from cadastre.db import licences as reg
-from cadastre.domain.geometry import intake_array
+from cadastre.domain.geometry import DEFAULT_LIMITS, ShapeLimits, intake_array
 from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
 from cadastre.errors import CadastreError, ImportRejected, InvalidInput
@@ -221,6 +221,7 @@ def import_licences(
     timezone: str = "Asia/Karachi",
     chunk_size: int = 20_000,
     progress: Callable[[int], object] | None = None,
+    limits: ShapeLimits = DEFAULT_LIMITS,
 ) -> ImportReport:
     """Import every row of ``frame`` into the register in the caller's transaction.
 
@@ -233,7 +234,7 @@ def import_licences(
     rejected: dict[int, dict[str, Any]] = {
         r["row"] - 1: r for r in frame.attrs.get("wkt_errors", [])
     }
-    bulk = intake_array(frame.geometry.to_numpy(), crs, repair=repair)
+    bulk = intake_array(frame.geometry.to_numpy(), crs, repair=repair, limits=limits)
     for i, err in bulk.errors.items():
         rejected.setdefault(i, {"row": i + 1, **err.to_dict()})
     records = frame.drop(columns=frame.geometry.name).to_dict("records")

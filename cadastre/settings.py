@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cadastre.domain.geometry import ShapeLimits
+
 
 class Settings(BaseSettings):
     """Runtime configuration of the register and the service."""
@@ -91,6 +93,16 @@ class Settings(BaseSettings):
         default=True,
         description="One log line per request: method, path, status, duration, request id.",
     )
+    max_vertices: int = Field(
+        default=100_000,
+        ge=4,
+        description="Most vertices a submitted or imported licence shape (or AOI) may have.",
+    )
+    max_parts: int = Field(
+        default=1_000,
+        ge=1,
+        description="Most polygons a submitted or imported multipolygon (or AOI) may have.",
+    )
     max_body_mb: int = Field(
         default=16,
         ge=1,
@@ -119,6 +131,11 @@ class Settings(BaseSettings):
     page_max: int = 10_000
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def shape_limits(self) -> ShapeLimits:
+        """The size limits of a submitted shape, for the geometry intake."""
+        return ShapeLimits(max_vertices=self.max_vertices, max_parts=self.max_parts)
 
     @property
     def rasters(self) -> Path:

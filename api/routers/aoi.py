@@ -16,7 +16,7 @@ from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam
 from api.schemas import GEOMETRY_DOC, errors
 from cadastre.db import aoi
-from cadastre.domain.geometry import intake
+from cadastre.domain.geometry import ShapeLimits, intake
 from cadastre.errors import BadQuery, InvalidInput, RasterUnavailable
 from cadastre.survey import raster
 
@@ -42,7 +42,7 @@ STATUS_COLOURS = {
 FREE_COLOUR = "#27ae60"
 
 
-def _area(body: Any, crs: str | None) -> Any:
+def _area(body: Any, crs: str | None, limits: ShapeLimits) -> Any:
     """The area of interest as a MultiPolygon in EPSG:4326, from a geometry or a bbox."""
     if isinstance(body, dict) and "bbox" in body and "type" not in body:
         box = body["bbox"]
@@ -62,7 +62,7 @@ def _area(body: Any, crs: str | None) -> Any:
             "type": "Polygon",
             "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
         }
-    return intake(body, crs).geometry
+    return intake(body, crs, limits=limits).geometry
 
 
 def _format(request: Request, f: str | None) -> str:
@@ -117,7 +117,7 @@ def aoi_report(
     grouped, e.g. occurrences by commodity, geology units by area share); per raster
     survey layer the statistics of the pixels it covers."""
     fmt = _format(request, f)
-    geometry = _area(body, crs)
+    geometry = _area(body, crs, settings.shape_limits)
     with db.begin() as conn:
         rep = aoi.report(
             conn,

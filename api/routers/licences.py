@@ -26,7 +26,7 @@ from api.schemas import (
 )
 from cadastre.db import licences as reg
 from cadastre.db import overlaps
-from cadastre.domain.geometry import intake
+from cadastre.domain.geometry import ShapeLimits, intake
 from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
 from cadastre.errors import InvalidInput
@@ -70,9 +70,9 @@ def _holder(value: int | str | HolderIn | None) -> reg.Holder | int | None:
 
 
 def _take_in(
-    geometry: dict[str, Any] | str, crs: str | None, repair: bool
+    geometry: dict[str, Any] | str, crs: str | None, repair: bool, limits: ShapeLimits
 ) -> tuple[reg.Shape, dict[str, Any] | None]:
-    taken = intake(geometry, crs, repair=repair)
+    taken = intake(geometry, crs, repair=repair, limits=limits)
     return reg.Shape.from_intake(taken), taken.repaired
 
 
@@ -108,7 +108,7 @@ def create_licence(
     province = (
         province_code(props.province, field="properties.province") if props.province else None
     )
-    shape, repaired = _take_in(body.geometry, crs, repair)
+    shape, repaired = _take_in(body.geometry, crs, repair, settings.shape_limits)
     holder = _holder(props.holder)
     assert holder is not None
     cand = reg.Candidate(
@@ -338,7 +338,7 @@ def transition_licence(
         )
     retained = None
     if body.geometry is not None:
-        retained, _ = _take_in(body.geometry, crs, repair)
+        retained, _ = _take_in(body.geometry, crs, repair, settings.shape_limits)
     t = reg.Transition(
         action=body.action,
         granted_on=body.granted_on,

@@ -161,7 +161,7 @@ def check_overlaps(
     declared = (
         province_code(props.province, field="properties.province") if props.province else None
     )
-    taken = intake(geometry, crs, repair=repair)
+    taken = intake(geometry, crs, repair=repair, limits=settings.shape_limits)
     shape = reg.Shape.from_intake(taken)
     receipt = props.received_at or datetime.now(UTC)
     cand = reg.Candidate(

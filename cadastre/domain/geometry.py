@@ -49,10 +49,12 @@ from cadastre.errors import InvalidGeometry, OutsideArea, UnknownCRS
 
 __all__ = [
     "AREA_OF_USE_TOLERANCE_DEG",
+    "DEFAULT_LIMITS",
     "MAX_ABS_COORDINATE",
     "PAKISTAN_BBOX",
     "BulkIntake",
     "Intake",
+    "ShapeLimits",
     "geodesic_area_km2",
     "intake",
     "intake_array",
@@ -72,6 +74,18 @@ PAKISTAN_BBOX: tuple[float, float, float, float] = (60.5, 23.3, 78.0, 37.3)
 #: Largest absolute coordinate value accepted, in CRS units. Larger values
 #: are typing errors (or units of millimetres) and would overflow PROJ.
 MAX_ABS_COORDINATE = 1e9
+
+
+@dataclass(frozen=True)
+class ShapeLimits:
+    """How large a submitted shape may be (settings ``CADASTRE_MAX_VERTICES`` and
+    ``CADASTRE_MAX_PARTS``): a boundary is surveyed, not traced pixel by pixel."""
+
+    max_vertices: int = 100_000
+    max_parts: int = 1_000
+
+
+DEFAULT_LIMITS = ShapeLimits()
 
 _POLYGON = 3
 _MULTIPOLYGON = 6
@@ -217,7 +231,13 @@ def validate(geom: Any, crs: CrsRef) -> None:
         raise checked.errors[0]
 
 
-def intake(obj: object, crs_text: str | None, *, repair: bool = False) -> Intake:
+def intake(
+    obj: object,
+    crs_text: str | None,
+    *,
+    repair: bool = False,
+    limits: ShapeLimits = DEFAULT_LIMITS,
+) -> Intake:
     """Accept one submitted licence boundary, or say precisely why not.
 
     Parameters
@@ -269,7 +289,7 @@ def intake(obj: object, crs_text: str | None, *, repair: bool = False) -> Intake
     crs = parse_crs(crs_text)
     _check_embedded_crs(_decoded(obj), crs)
     geom = parse_geometry(obj)
-    result = _run(_as_array([geom]), crs, repair=repair)
+    result = _run(_as_array([geom]), crs, repair=repair, limits=limits)
     if 0 in result.errors:
         raise result.errors[0]
     # parse_geometry accepts only strings and mappings.
@@ -283,7 +303,13 @@ def intake(obj: object, crs_text: str | None, *, repair: bool = False) -> Intake
     )
 
 
-def intake_array(geoms: Any, crs_text: str | None, *, repair: bool = False) -> BulkIntake:
+def intake_array(
+    geoms: Any,
+    crs_text: str | None,
+    *,
+    repair: bool = False,
+    limits: ShapeLimits = DEFAULT_LIMITS,
+) -> BulkIntake:
     """Accept a whole file of licence boundaries at once.
 
     Parameters
@@ -318,7 +344,7 @@ def intake_array(geoms: Any, crs_text: str | None, *, repair: bool = False) -> B
     polygons take about a second.
     """
     crs = parse_crs(crs_text)
-    return _run(_as_array(geoms), crs, repair=repair)
+    return _run(_as_array(geoms), crs, repair=repair, limits=limits)
 
 
 def geodesic_area_km2(geom: Any) -> float:
@@ -372,9 +398,11 @@ def _as_array(geoms: Any) -> NDArray[np.object_]:
     return arr
 
 
-def _run(geoms: NDArray[np.object_], crs: CrsRef, *, repair: bool) -> BulkIntake:
+def _run(
+    geoms: NDArray[np.object_], crs: CrsRef, *, repair: bool, limits: ShapeLimits
+) -> BulkIntake:
     transformation = transformation_to_wgs84(crs)
-    checked = _check_shapes(geoms, crs, transformation, repair=repair)
+    checked = _check_shapes(geoms, crs, transformation, repair=repair, limits=limits)
     _to_wgs84(checked, crs, transformation)
     _finish(checked)
     for row, report in checked.repaired.items():
@@ -390,7 +418,12 @@ def _run(geoms: NDArray[np.object_], crs: CrsRef, *, repair: bool) -> BulkIntake
 
 
 def _check_shapes(
-    geoms: NDArray[np.object_], crs: CrsRef, transformation: Transformation, *, repair: bool
+    geoms: NDArray[np.object_],
+    crs: CrsRef,
+    transformation: Transformation,
+    *,
+    repair: bool,
+    limits: ShapeLimits = DEFAULT_LIMITS,
 ) -> _Checked:
     """Type, emptiness, finiteness and validity, in the submitted CRS."""
     checked = _Checked(shapely.force_2d(geoms).astype(object))
@@ -408,6 +441,29 @@ def _check_shapes(
     for row in np.flatnonzero(_live(arr) & shapely.is_empty(arr)).tolist():
         checked.reject(
             row, InvalidGeometry(f"the geometry is empty: {_POLYGONAL}", field="geometry")
+        )
+
+    # Size before anything costly (validity is quadratic in the worst case).
+    rows = np.flatnonzero(_live(arr))
+    vertices = shapely.get_num_coordinates(arr[rows])
+    parts = shapely.get_num_geometries(arr[rows])
+    for local in np.flatnonzero(vertices > limits.max_vertices).tolist():
+        checked.reject(
+            int(rows[local]),
+            InvalidGeometry(
+                f"the shape has {int(vertices[local]):,} vertices; at most "
+                f"{limits.max_vertices:,} are accepted (CADASTRE_MAX_VERTICES)",
+                field="geometry",
+            ),
+        )
+    for local in np.flatnonzero(parts > limits.max_parts).tolist():
+        checked.reject(
+            int(rows[local]),
+            InvalidGeometry(
+                f"the shape has {int(parts[local]):,} parts; at most "
+                f"{limits.max_parts:,} are accepted (CADASTRE_MAX_PARTS)",
+                field="geometry",
+            ),
         )
 
     rows = np.flatnonzero(_live(arr))

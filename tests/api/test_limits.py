@@ -4,6 +4,7 @@ and writes nothing."""
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,93 @@ def test_zip_bomb_upload_is_413(
         )
     assert r.status_code == 413, r.text
     assert "CADASTRE_MAX_ZIP_UNCOMPRESSED_MB" in r.json()["detail"]
+
+
+# ------------------------------------------------------------------ shape size
+
+
+def circle(n: int, lon: float = 66.02, lat: float = 28.02, r: float = 0.01) -> list[list[float]]:
+    """A ring of n vertices (closed), a valid polygon."""
+    ring = [
+        [lon + r * math.cos(2 * math.pi * i / n), lat + r * math.sin(2 * math.pi * i / n)]
+        for i in range(n)
+    ]
+    return [*ring, ring[0]]
+
+
+def squares(k: int) -> dict[str, Any]:
+    """A MultiPolygon of k small disjoint squares."""
+    polys = []
+    for i in range(k):
+        x = 66.0 + 0.02 * i
+        polys.append([[[x, 28.0], [x + 0.01, 28.0], [x + 0.01, 28.01], [x, 28.01], [x, 28.0]]])
+    return {"type": "MultiPolygon", "coordinates": polys}
+
+
+CHECK_PROPS = {"licence_type": "exploration_licence", "minerals": ["Copper"]}
+
+
+@pytest.fixture
+def tight(settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
+    """A service accepting at most 100 vertices and 3 parts a shape."""
+    limited = settings.model_copy(update={"max_vertices": 100, "max_parts": 3})
+    with TestClient(create_app(limited, db=db)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("geometry", "named"),
+    [
+        ({"type": "Polygon", "coordinates": [circle(150)]}, "151 vertices; at most 100"),
+        (squares(4), "4 parts; at most 3"),
+    ],
+)
+def test_a_shape_past_the_size_limits_is_refused_everywhere(
+    tight: TestClient, conn: Connection, geometry: dict[str, Any], named: str
+) -> None:
+    before = counts(conn)
+    for method, url, body in (
+        ("POST", "/licences", application(geometry)),
+        ("POST", "/overlaps/check", {**application(geometry), "properties": CHECK_PROPS}),
+        ("POST", "/aoi/report", geometry),
+    ):
+        r = tight.request(method, url, json=body)
+        assert r.status_code == 422, (url, r.text)
+        assert named in r.json()["detail"], (url, r.json())
+        assert "CADASTRE_MAX_" in r.json()["detail"]
+        assert r.json()["field"] in ("geometry", "body.geometry"), r.json()
+    assert counts(conn) == before
+    # within the limits the same service takes them
+    ok = tight.post("/licences", json=application({"type": "Polygon", "coordinates": [circle(99)]}))
+    assert ok.status_code == 201, ok.text
+    assert tight.post("/aoi/report", json=squares(3)).status_code == 200
+
+
+def test_an_import_row_past_the_vertex_limit_is_rejected_naming_it(
+    conn: Connection, rules: Any
+) -> None:
+    import geopandas as gpd
+    import shapely
+
+    from cadastre.domain.geometry import ShapeLimits
+    from cadastre.errors import ImportRejected
+    from cadastre.ingest import import_licences
+
+    frame = gpd.GeoDataFrame(
+        {
+            "licence_type": ["exploration_licence"] * 2,
+            "minerals": ["Copper"] * 2,
+            "holder": ["A Co", "B Co"],
+        },
+        geometry=[shapely.Polygon(circle(20)), shapely.Polygon(circle(300, lon=66.5))],
+        crs="EPSG:4326",
+    )
+    before = counts(conn)
+    with pytest.raises(ImportRejected) as caught, conn.begin_nested():  # the caller's rollback
+        import_licences(
+            conn, frame, "EPSG:4326", rules=rules, actor="t", limits=ShapeLimits(max_vertices=100)
+        )
+    (row,) = caught.value.rejections
+    assert row["row"] == 2
+    assert "301 vertices; at most 100" in json.dumps(row)
+    assert counts(conn) == before

@@ -445,26 +445,19 @@ def _check_shapes(
 
     # Size before anything costly (validity is quadratic in the worst case).
     rows = np.flatnonzero(_live(arr))
-    vertices = shapely.get_num_coordinates(arr[rows])
-    parts = shapely.get_num_geometries(arr[rows])
-    for local in np.flatnonzero(vertices > limits.max_vertices).tolist():
-        checked.reject(
-            int(rows[local]),
-            InvalidGeometry(
-                f"the shape has {int(vertices[local]):,} vertices; at most "
-                f"{limits.max_vertices:,} are accepted (CADASTRE_MAX_VERTICES)",
-                field="geometry",
-            ),
-        )
-    for local in np.flatnonzero(parts > limits.max_parts).tolist():
-        checked.reject(
-            int(rows[local]),
-            InvalidGeometry(
-                f"the shape has {int(parts[local]):,} parts; at most "
-                f"{limits.max_parts:,} are accepted (CADASTRE_MAX_PARTS)",
-                field="geometry",
-            ),
-        )
+    for counts, most, noun, setting in (
+        (shapely.get_num_coordinates(arr[rows]), limits.max_vertices, "vertices", "VERTICES"),
+        (shapely.get_num_geometries(arr[rows]), limits.max_parts, "parts", "PARTS"),
+    ):
+        for local in np.flatnonzero(counts > most).tolist():
+            checked.reject(
+                int(rows[local]),
+                InvalidGeometry(
+                    f"the shape has {int(counts[local]):,} {noun}; at most {most:,} are "
+                    f"accepted (CADASTRE_MAX_{setting})",
+                    field="geometry",
+                ),
+            )
 
     rows = np.flatnonzero(_live(arr))
     coords, index = shapely.get_coordinates(arr[rows], return_index=True)

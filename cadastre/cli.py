@@ -187,11 +187,20 @@ def _survey_import(
         data = read_vector(path, options)
     except CadastreError as exc:
         _fail(exc.message)
-    db = _database(_settings())
+    settings = _settings()
+    db = _database(settings)
     bar = tqdm(total=len(data), unit="feature", desc=f"loading {meta.slug}", file=sys.stderr)
     try:
         with db.begin() as conn:
-            entry = load_vector(conn, data, meta, actor=actor, replace=replace, progress=bar.update)
+            entry = load_vector(
+                conn,
+                data,
+                meta,
+                actor=actor,
+                replace=replace,
+                progress=bar.update,
+                max_features=settings.max_import_features,
+            )
     except CadastreError as exc:
         bar.close()
         _fail(exc.message)

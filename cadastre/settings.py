@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Most polygons a submitted or imported multipolygon (or AOI) may have.",
     )
+    max_import_features: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Most features one import may hold (licence files, survey layers).",
+    )
     max_body_mb: int = Field(
         default=16,
         ge=1,
@@ -135,7 +140,11 @@ class Settings(BaseSettings):
     @property
     def shape_limits(self) -> ShapeLimits:
         """The size limits of a submitted shape, for the geometry intake."""
-        return ShapeLimits(max_vertices=self.max_vertices, max_parts=self.max_parts)
+        return ShapeLimits(
+            max_vertices=self.max_vertices,
+            max_parts=self.max_parts,
+            max_features=self.max_import_features,
+        )
 
     @property
     def rasters(self) -> Path:

@@ -153,7 +153,14 @@ def upload_layer(
     with tempfile.TemporaryDirectory(prefix="cadastre-upload-") as folder:
         data = read_vector(_save(file, Path(folder), settings.max_upload_mb), options)
     with db.begin() as conn:
-        entry = load_vector(conn, data, meta, actor=actor, replace=replace)
+        entry = load_vector(
+            conn,
+            data,
+            meta,
+            actor=actor,
+            replace=replace,
+            max_features=settings.max_import_features,
+        )
     response.headers["Location"] = f"/survey/layers/{slug}"
     return entry
 

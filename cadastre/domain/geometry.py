@@ -83,6 +83,7 @@ class ShapeLimits:
 
     max_vertices: int = 100_000
     max_parts: int = 1_000
+    max_features: int = 2_000_000  # rows of one import (CADASTRE_MAX_IMPORT_FEATURES)
 
 
 DEFAULT_LIMITS = ShapeLimits()
@@ -344,7 +345,14 @@ def intake_array(
     polygons take about a second.
     """
     crs = parse_crs(crs_text)
-    return _run(_as_array(geoms), crs, repair=repair, limits=limits)
+    arr = _as_array(geoms)
+    if len(arr) > limits.max_features:
+        raise InvalidGeometry(
+            f"the file holds {len(arr):,} features; at most {limits.max_features:,} are "
+            "accepted in one import (CADASTRE_MAX_IMPORT_FEATURES)",
+            field="file",
+        )
+    return _run(arr, crs, repair=repair, limits=limits)
 
 
 def geodesic_area_km2(geom: Any) -> float:

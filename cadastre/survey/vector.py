@@ -661,6 +661,7 @@ def load_vector(
     actor: str,
     replace: bool = False,
     progress: Callable[[int], object] | None = None,
+    max_features: int = 2_000_000,
 ) -> dict[str, Any]:
     """Write a layer to the catalogue with its features, in the caller's transaction.
 
@@ -679,6 +680,12 @@ def load_vector(
     Conflict
         The slug exists and ``replace`` is false, or the slug is a raster layer.
     """
+    if len(data) > max_features:
+        raise InvalidInput(
+            f"the file holds {len(data):,} features; at most {max_features:,} are accepted in "
+            "one import (CADASTRE_MAX_IMPORT_FEATURES)",
+            field="file",
+        )
     meta.check()
     lock_for_write(conn)
     existing = conn.execute(

@@ -808,3 +808,22 @@ def test_installed_entry_point_db_status(sample_db: CliDb) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["database_url"] == sample_db.url
+
+
+def test_a_file_with_more_features_than_allowed_is_refused_whole(
+    fresh: CliDb, tmp_path: Path
+) -> None:
+    path = write_geojson(good_rows(), tmp_path / "eight.geojson")
+    url = fresh.url
+    env = {
+        "CADASTRE_DATABASE_URL": url,
+        "CADASTRE_RASTER_DIR": str(raster_dir(url)),
+        "CADASTRE_MAX_IMPORT_FEATURES": "5",
+    }
+    result = runner.invoke(app, ["import", "licences", str(path)], env=env)
+    assert result.exit_code == 1, _out(result)
+    assert "the file holds 8 features; at most 5" in _out(result)
+    assert "CADASTRE_MAX_IMPORT_FEATURES" in _out(result)
+    assert all(n == 0 for n in fresh.written().values()), fresh.written()
+    env["CADASTRE_MAX_IMPORT_FEATURES"] = "8"
+    assert runner.invoke(app, ["import", "licences", str(path)], env=env).exit_code == 0

@@ -801,3 +801,15 @@ def test_a_hostile_layer_name_is_escaped_in_html_pages(client: TestClient, tmp_p
         assert "<script>alert(1)</script>" not in page, url
         assert "<img src=x" not in page, url
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
+
+
+def test_a_layer_with_more_features_than_allowed_is_refused(
+    settings: Settings, db: SavepointDatabase, conn: Connection, tmp_path: Path
+) -> None:
+    limited = settings.model_copy(update={"max_import_features": 3})
+    with TestClient(create_app(limited, db=db)) as c:
+        before = written(conn)
+        r = upload(c, write_gpkg(samples(), tmp_path))  # four samples
+        assert r.status_code == 422, r.text
+        assert "holds 4 features; at most 3" in r.json()["detail"]
+        assert written(conn) == before

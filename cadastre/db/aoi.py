@@ -81,23 +81,50 @@ _LAYERS_SQL = text(
     """
 )
 
-# Each feature of a vector layer meeting the area: its properties and how much
-# of it lies inside (polygons: m², lines: m, points: 1).
+# What a vector layer holds in the area, summed by PostGIS: the first row (value NULL)
+# is the whole layer (features, amount, highest dimension), the others one per value
+# of the grouping attribute. A feature's amount is how much of it lies inside
+# (polygons: m², lines: m, points: 1); one that only touches the boundary is left
+# out. A value is split at ";" (or a JSON list taken element by element), each part
+# counting once; a feature without one counts under "(none)".
 _FEATURES_SQL = text(
     """
-    WITH a AS (SELECT ST_GeomFromEWKB(decode(:wkb, 'hex')) AS g)
-    SELECT f.properties,
-           CASE ST_Dimension(f.geom)
-               WHEN 0 THEN 1.0
-               WHEN 1 THEN ST_Length(ST_CollectionExtract(ST_Intersection(f.geom, a.g), 2)
-                                     ::geography)
-               ELSE ST_Area(CASE WHEN ST_Contains(a.g, f.geom) THEN f.geom
-                                 ELSE ST_CollectionExtract(ST_Intersection(f.geom, a.g), 3)
-                            END::geography)
-           END AS amount,
-           ST_Dimension(f.geom) AS dim
-    FROM survey_features f, a
-    WHERE f.layer_id = :layer AND f.geom && a.g AND ST_Intersects(f.geom, a.g)
+    WITH a AS (SELECT ST_GeomFromEWKB(decode(:wkb, 'hex')) AS g),
+    hit AS (
+        SELECT f.properties -> CAST(:attr AS text) AS p, ST_Dimension(f.geom) AS dim,
+               CASE ST_Dimension(f.geom)
+                   WHEN 0 THEN 1.0
+                   WHEN 1 THEN ST_Length(ST_CollectionExtract(ST_Intersection(f.geom, a.g), 2)
+                                         ::geography)
+                   ELSE ST_Area(CASE WHEN ST_Contains(a.g, f.geom) THEN f.geom
+                                     ELSE ST_CollectionExtract(ST_Intersection(f.geom, a.g), 3)
+                                END::geography)
+               END AS amount
+        FROM survey_features f, a
+        WHERE f.layer_id = :layer AND f.geom && a.g AND ST_Intersects(f.geom, a.g)
+    ),
+    kept AS (SELECT * FROM hit WHERE dim = 0 OR amount > 0),
+    parts AS (
+        SELECT k.amount, v.value
+        FROM kept k
+        CROSS JOIN LATERAL (
+            SELECT coalesce(array_agg(t) FILTER (WHERE t <> ''), ARRAY['(none)']) AS vals
+            FROM (
+                SELECT trim(x) AS t FROM jsonb_array_elements_text(
+                    CASE WHEN jsonb_typeof(k.p) = 'array' THEN k.p ELSE '[]'::jsonb END) AS x
+                UNION ALL
+                SELECT trim(x) FROM regexp_split_to_table(
+                    CASE WHEN jsonb_typeof(k.p) IN ('string', 'number', 'boolean')
+                         THEN k.p #>> '{}' ELSE '' END, ';') AS x
+            ) AS split
+        ) AS g
+        CROSS JOIN LATERAL unnest(g.vals) AS v(value)
+        WHERE CAST(:attr AS text) IS NOT NULL
+    )
+    SELECT NULL AS value, count(*) AS n, coalesce(sum(amount), 0) AS amount, max(dim) AS dim
+    FROM kept
+    UNION ALL
+    SELECT value, count(*), sum(amount), NULL FROM parts GROUP BY value
     """
 )
 
@@ -149,15 +176,6 @@ def _group_attribute(attributes: Any) -> str | None:
     return None
 
 
-def _values(raw: Any) -> list[str]:
-    if raw is None or raw == "":
-        return ["(none)"]
-    if isinstance(raw, list):
-        return [str(v).strip() for v in raw if str(v).strip()] or ["(none)"]
-    parts = [p.strip() for p in str(raw).split(";")]
-    return [p for p in parts if p] or ["(none)"]
-
-
 def _layer_entry(row: Any) -> dict[str, Any]:
     """What the report says of any survey layer: which it is and where it comes from."""
     return {
@@ -172,27 +190,16 @@ def _layer_entry(row: Any) -> dict[str, Any]:
 
 def _vector_summary(conn: Connection, wkb: str, row: Any, aoi_m2: float) -> dict[str, Any]:
     group = _group_attribute(row["attributes"])
-    totals: dict[str, float] = {}
-    count = 0
-    amount = 0.0
-    dims: set[int] = set()
-    for props, got, dim in conn.execute(_FEATURES_SQL, {"wkb": wkb, "layer": row["id"]}):
-        got = float(got or 0.0)
-        if dim > 0 and got <= 0.0:
-            continue  # touches the area's boundary only
-        count += 1
-        amount += got
-        dims.add(int(dim))
-        if group is not None:
-            for value in _values((props or {}).get(group)):
-                totals[value] = totals.get(value, 0.0) + got
+    rows = conn.execute(_FEATURES_SQL, {"wkb": wkb, "layer": row["id"], "attr": group}).all()
+    whole = next(r for r in rows if r.value is None)
+    count, amount, dim = int(whole.n), float(whole.amount), whole.dim
+    totals = {r.value: float(r.amount) for r in rows if r.value is not None}
     out: dict[str, Any] = {
         **_layer_entry(row),
         "geometry_type": row["geometry_type"],
         "features": count,
         "grouped_by": group,
     }
-    dim = max(dims) if dims else None
     groups: list[dict[str, Any]]
     if dim == 2:
         out["area_km2"] = round(amount / 1e6, 6)

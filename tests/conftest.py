@@ -8,7 +8,6 @@ savepoints inside it, exactly as it would open transactions.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import tempfile
@@ -23,13 +22,9 @@ from sqlalchemy import Connection, Engine
 from api.app import create_app
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import Database, make_engine
-from cadastre.db.jurisdictions import load_jurisdictions
-from cadastre.db.migrate import upgrade
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "sample_data"
+from tests.live import prepare
 
 
 def _free_port() -> int:
@@ -52,12 +47,7 @@ def cluster() -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def database_url(cluster: LocalCluster) -> str:
     url = cluster.url()
-    upgrade(url)
-    engine = make_engine(url, pool_size=1)
-    provinces = json.loads((SAMPLE / "pakistan_admin1_provinces.geojson").read_text())
-    with engine.begin() as conn:
-        load_jurisdictions(conn, provinces["features"], source="test: geoBoundaries ADM1")
-    engine.dispose()
+    prepare(url)
     return url
 
 

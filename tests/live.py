@@ -35,6 +35,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def prepare(url: str) -> None:
+    """Migrate the database at ``url`` to head and load the provinces."""
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    provinces = json.loads((SAMPLE / "pakistan_admin1_provinces.geojson").read_text())
+    with engine.begin() as conn:
+        load_jurisdictions(conn, provinces["features"], source="test: geoBoundaries ADM1")
+    engine.dispose()
+
+
 @contextmanager
 def scratch_database(cluster: LocalCluster, prefix: str) -> Iterator[str]:
     """A migrated database with the provinces loaded; dropped (forcibly) at the end."""
@@ -42,12 +52,7 @@ def scratch_database(cluster: LocalCluster, prefix: str) -> Iterator[str]:
     cluster.create_database(name)
     url = cluster.url(name)
     try:
-        upgrade(url)
-        engine = make_engine(url, pool_size=1)
-        provinces = json.loads((SAMPLE / "pakistan_admin1_provinces.geojson").read_text())
-        with engine.begin() as conn:
-            load_jurisdictions(conn, provinces["features"], source="test: geoBoundaries ADM1")
-        engine.dispose()
+        prepare(url)
         yield url
     finally:
         admin = create_engine(

@@ -20,7 +20,6 @@ case: if one ever happened, the test fails and names the write.
 from __future__ import annotations
 
 import itertools
-import json
 import tempfile
 import threading
 import time
@@ -35,10 +34,8 @@ from sqlalchemy import text
 from api.app import create_app
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import make_engine
-from cadastre.db.jurisdictions import load_jurisdictions
-from cadastre.db.migrate import upgrade
 from cadastre.settings import Settings
-from tests.live import SAMPLE, free_port, live_server
+from tests.live import free_port, live_server, prepare
 
 DOWN_S = 3.0  # how long the database stays away
 RECOVERY_S = 10.0  # every request that starts this long after the restart must succeed
@@ -114,13 +111,7 @@ def own_cluster() -> Iterator[LocalCluster]:
     pg = LocalCluster(root, free_port(), listen="", durable=False)
     pg.start()
     try:
-        url = pg.url()
-        upgrade(url)
-        engine = make_engine(url, pool_size=1)
-        provinces = json.loads((SAMPLE / "pakistan_admin1_provinces.geojson").read_text())
-        with engine.begin() as conn:
-            load_jurisdictions(conn, provinces["features"], source="test: geoBoundaries ADM1")
-        engine.dispose()
+        prepare(pg.url())
         yield pg
     finally:
         pg.destroy()

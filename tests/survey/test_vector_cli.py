@@ -121,6 +121,9 @@ def test_load_sample_catalogues_the_survey_layers(cli_db: CliDb) -> None:
     assert "SYNTHETIC" in geology["name"]
     assert geology["geometry_type"] == "Polygon"
     assert geology["feature_count"] == 30
+    districts = rows["districts_geoboundaries"]
+    assert districts["feature_count"] == 126 and districts["synthetic"] is False
+    assert districts["geometry_type"] == "MultiPolygon"
 
 
 def test_geology_generator_reproduces_the_sample(tmp_path: Path) -> None:

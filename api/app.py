@@ -17,7 +17,17 @@ from starlette_compress import CompressMiddleware, add_compress_type
 from api import errors, limits, openapi
 from api.caching import TileCache
 from api.observability import Metrics, Observe
-from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
+from api.routers import (
+    aoi,
+    licences,
+    ogc,
+    overlaps,
+    portal,
+    rasters,
+    register,
+    survey,
+    tiles,
+)
 from cadastre import __version__
 from cadastre.db import migrate
 from cadastre.db.engine import Database, database_url, make_engine
@@ -85,6 +95,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(survey.router)
     app.include_router(aoi.router)
     app.include_router(rasters.router)
+    app.include_router(portal.router)
     errors.install(app)
     openapi.install(app)
     for media_type in COMPRESSED:

@@ -14,6 +14,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.caching import CACHE_CONTROL, etag_for, not_modified
 from api.deps import DbDep, SettingsDep, strict_query
+from api.schemas import errors
 from cadastre.db import generation
 from cadastre.db.engine import Database
 from cadastre.db.tables import SURVEY_KINDS
@@ -95,6 +96,14 @@ def list_rasters(db: DbDep) -> dict[str, Any]:
 def colormaps() -> dict[str, list[str]]:
     """The names `colormap=` accepts on raster tiles (matplotlib-style, from rio-tiler)."""
     return {"colormaps": raster.colormap_names()}
+
+
+@router.get(
+    "/rasters/colormaps/{name}", summary="The colours of a colour map", responses=errors(404)
+)
+def colormap(name: str) -> dict[str, Any]:
+    """The 256 RGBA colours of a colour map, first for the low end of `rescale`: a legend."""
+    return {"name": name, "colors": raster.colormap_colors(name)}
 
 
 @router.get("/rasters/{slug}", summary="One raster survey layer")

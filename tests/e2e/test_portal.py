@@ -354,6 +354,11 @@ def test_on_a_phone_by_keyboard(browser: Any, portal: Portal, target: dict[str, 
         page.keyboard.type(target["licence_no"])
         page.keyboard.press("Enter")
         expect(page.locator('#card dd[data-field="holder"]')).to_have_text(target["holder"])
+        page.wait_for_function(
+            "() => !window.portal.map.isMoving() && window.portal.map.getZoom() > 9",
+            timeout=20_000,
+        )
+        settle(page)
         shot(page, "10-phone")
         page.locator("#panel-toggle").focus()
         page.keyboard.press("Enter")

@@ -336,6 +336,25 @@ def test_filters_change_the_map_the_list_and_the_download(page: Page, portal: Po
         page.get_by_role("button", name="Download GeoJSON").click()
     collection = json.loads(Path(got.value.path()).read_text())
     assert {f["id"] for f in collection["features"]} == allowed
+    # Dates: granted from 2020 on.
+    page.locator("#filter-form select[name=datefield]").select_option("granted_on")
+    page.locator("#filter-form input[name=from]").fill("2020-01-01")
+    page.locator('#status-boxes input[value="applied"]').uncheck()
+    page.locator('#status-boxes input[value="granted"]').check()
+    page.get_by_role("button", name="Apply").click()
+    since = portal.scalar(
+        "SELECT count(*) FROM licences WHERE status = 'granted' AND province_code = 'PK-BA' "
+        "AND granted_on >= DATE '2020-01-01'"
+    )
+    expect(page.locator("#list-count")).to_contain_text(f"{since:,} licences match")
+    settle(page)
+    drawn = rendered(page, "licences-fill")
+    assert drawn and {f["properties"]["status"] for f in drawn} == {"granted"}
+    recent = portal.rows(
+        "SELECT id FROM licences WHERE status = 'granted' AND province_code = 'PK-BA' "
+        "AND granted_on >= DATE '2020-01-01'"
+    )
+    assert {f["id"] for f in drawn} <= {r["id"] for r in recent}
 
 
 # ------------------------------------------------------------------ phone and keyboard

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette_compress import CompressMiddleware, add_compress_type
 
+from api import auth as auth_api
 from api import errors, limits, openapi
 from api.caching import TileCache
 from api.observability import Metrics, Observe
@@ -28,7 +29,7 @@ from api.routers import (
     survey,
     tiles,
 )
-from cadastre import __version__
+from cadastre import __version__, auth
 from cadastre.db import migrate
 from cadastre.db.engine import Database, database_url, make_engine
 from cadastre.rules import RuleBook
@@ -58,11 +59,18 @@ applications and titles with their whole history, on PostGIS.
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     """Build the service. ``db`` may be given (tests); otherwise one is made from settings."""
     settings = settings or Settings()
+    # Refuses (raises) a missing or weak signing key outside development mode.
+    secret = auth.check_secret(settings.secret_key, settings.environment)
+    if secret != settings.secret_key:
+        log.warning(
+            "development mode: CADASTRE_SECRET_KEY is unset or weak, so a random key signs "
+            "this process's tokens (they end when it stops)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = db is None
-        app.state.db = db or Database(make_engine(database_url(settings)))
+        app.state.db = db or Database(make_engine(database_url(settings), role=settings.db_role))
         app.state.tile_slots = asyncio.Semaphore(settings.tile_queries)
         if settings.listen_generation:
             app.state.db.listen()
@@ -80,6 +88,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.secret = secret
+    app.state.principals = auth_api.PrincipalCache()
     app.state.rules = RuleBook.load()
     app.state.tile_cache = TileCache()
     app.state.extents = {}  # collection extents by (collection, generation)
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     if db is not None:
         app.state.db = db
 
+    app.include_router(auth_api.router)
     app.include_router(licences.router)
     app.include_router(overlaps.router)
     app.include_router(ogc.router)
@@ -111,6 +122,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         path="/survey/layers",
         max_bytes=settings.max_upload_mb * survey.MB + survey.ENVELOPE,
     )
+    app.add_middleware(auth_api.CallerVary)
     # Outermost: the request id and the timing cover everything below.
     app.state.metrics = Metrics(app.state)
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=settings.access_log)

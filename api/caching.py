@@ -62,11 +62,22 @@ def response_coding(request: Request) -> str:
     return "identity"
 
 
+def view_key(request: Request) -> str:
+    """What the caller may see, as a key: answers differ by role (and an officer's
+    province), so validators and cached tiles are kept per view."""
+    who = getattr(request.state, "principal", None)
+    if who is None or not who.signed_in:
+        return "public"
+    return f"{who.role}:{who.province or ''}"
+
+
 def etag_for(request: Request, generation: int, coding: str | None = None) -> str:
-    """A strong ETag for this request's answer at ``generation`` in ``coding``."""
+    """A strong ETag for this request's answer at ``generation`` in ``coding``, as the
+    caller's role sees it."""
     coding = coding or response_coding(request)
     accept = request.headers.get("accept", "")
-    key = f"{generation}|{request.url.path}|{request.url.query}|{accept}|{coding}"
+    view = view_key(request)
+    key = f"{generation}|{request.url.path}|{request.url.query}|{accept}|{coding}|{view}"
     return '"' + hashlib.sha256(key.encode()).hexdigest()[:32] + '"'
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from cadastre.db.engine import Database
 from cadastre.errors import BadQuery
@@ -25,20 +25,6 @@ def _settings(request: Request) -> Settings:
 def _rules(request: Request) -> RuleBook:
     rules: RuleBook = request.app.state.rules
     return rules
-
-
-def _actor(
-    x_actor: Annotated[
-        str | None,
-        Header(
-            description="Who makes the change, recorded in the event log "
-            "(until accounts exist, the caller names itself).",
-            max_length=200,
-            pattern=r"^[^\x00]*$",
-        ),
-    ] = None,
-) -> str:
-    return (x_actor or "anonymous").strip() or "anonymous"
 
 
 def _declared(dependant: Any) -> set[str]:
@@ -71,4 +57,3 @@ def strict_query(request: Request) -> None:
 DbDep = Annotated[Database, Depends(_db)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RulesDep = Annotated[RuleBook, Depends(_rules)]
-ActorDep = Annotated[str, Depends(_actor)]

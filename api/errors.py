@@ -22,6 +22,8 @@ log = logging.getLogger("cadastre.api")
 
 STATUS: dict[type[e.CadastreError], int] = {
     e.NotFound: 404,
+    e.Unauthenticated: 401,
+    e.Forbidden: 403,
     e.IllegalTransition: 409,
     e.DuplicateLicenceNo: 409,
     e.Conflict: 409,
@@ -57,6 +59,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("domain error %s: %s", exc.code, exc.message)
         headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="cadastre"'}
         return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -13,7 +13,12 @@ it:
 * ``405`` nowhere: it is an answer about the path, not about an operation;
 * ``413`` where the operation takes a body (the body size limits);
 * ``422`` where the route takes parameters, headers or a body;
+* ``401`` where the operation reads its caller (a bearer token or an API key that is not
+  valid is refused, whatever the route), and ``403`` where it also writes;
 * ``503`` everywhere (database unavailable; see ``Retry-After``).
+
+Where signing in is optional (reads: anonymous readers get the public register), the
+operation's ``security`` lists the empty requirement ``{}`` first, as OpenAPI 3.1 says.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 TEXT = {
     400: "Unknown or malformed query parameter: names it",
     404: "No such record, layer or collection",
+    401: "Not signed in, or the token or key is not valid: says which; WWW-Authenticate",
+    403: "The account's role does not allow it: names the rule (where.rule)",
     413: "The request body is larger than a limit: names the limit and its setting",
     422: "Invalid input: names the field and the rule",
     503: "Database unavailable; see Retry-After",
@@ -66,6 +73,13 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
                 statuses |= {413, 422}
             if params:
                 statuses.add(422)
+            security = operation.get("security")
+            if security:
+                statuses.add(401)
+                if "403" in responses:  # a write: signing in is required
+                    statuses.add(403)
+                elif {} not in security:
+                    operation["security"] = [{}, *security]  # anonymous reads are allowed
             statuses |= {int(s) for s in responses if str(s).isdigit() and int(s) >= 400}
             for status_text, answer in responses.items():
                 _json_not_string(status_text, answer)

@@ -107,6 +107,12 @@ class ApplicationProperties(Strict):
         description="Date on the application form, if it predates receipt (not in the future).",
     )
     remarks: Remark | None = None
+    published: bool = Field(
+        default=True,
+        description="In the public register from receipt (default). false holds the "
+        "application back: only its province's officers and admins see it until it is "
+        "published (PATCH published=true) or granted.",
+    )
 
 
 class ApplicationIn(Strict):
@@ -124,6 +130,10 @@ class LicencePatch(Strict):
     minerals: list[Mineral] | None = Field(default=None, min_length=1, max_length=50)
     remarks: Remark | None = None
     applied_on: date | None = None
+    published: bool | None = Field(
+        default=None,
+        description="Publish an application held back (true), or hold one back (false).",
+    )
     note: Remark | None = Field(default=None, description="Why; kept in the event.")
 
 
@@ -184,13 +194,20 @@ class Submitted(BaseModel):
 
 
 class LicenceDetails(LicenceProperties):
-    """A single licence: the register fields and what was submitted."""
+    """A single licence: the public register fields with the holder and beneficial owners;
+    signed-in accounts also see the remarks and what was submitted; the province's
+    officers and admins the holder's contact details."""
 
-    approximate_transformation: bool = Field(
-        description="True where the datum shift has no stated accuracy (Kalianpur 1962)."
+    published: bool | None = Field(
+        default=None, description="Signed in: whether it is in the public register."
     )
-    remarks: str | None
-    submitted: Submitted
+    approximate_transformation: bool | None = Field(
+        default=None,
+        description="Signed in: true where the datum shift has no stated accuracy "
+        "(Kalianpur 1962).",
+    )
+    remarks: str | None = Field(default=None, description="Signed in.")
+    submitted: Submitted | None = Field(default=None, description="Signed in.")
     holder_details: dict[str, Any]
     conflicts: list[dict[str, Any]] | None = Field(
         default=None, description="Acknowledgement of an application: what the check found."
@@ -258,6 +275,8 @@ class ErrorBody(BaseModel):
 
 _ERROR_TEXT = {
     400: "Unknown or malformed query parameter: names it",
+    401: "Not signed in, or the token or key is not valid: says which; WWW-Authenticate",
+    403: "The account's role does not allow it: names the rule (where.rule)",
     404: "No such record",
     409: "Conflicts with the register's state",
     422: "Invalid input: names the field and the rule",

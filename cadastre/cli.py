@@ -13,7 +13,7 @@ import typer
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from cadastre import logs
+from cadastre import auth, logs
 from cadastre.db.engine import Database, database_url, local_cluster, make_engine
 from cadastre.db.jurisdictions import load_jurisdictions
 from cadastre.db.migrate import upgrade
@@ -50,7 +50,7 @@ def _settings() -> Settings:
 
 
 def _database(settings: Settings) -> Database:
-    return Database(make_engine(database_url(settings), pool_size=2))
+    return Database(make_engine(database_url(settings), pool_size=2, role=settings.db_role))
 
 
 def _fail(message: str) -> None:
@@ -601,6 +601,10 @@ def serve(
     import uvicorn
 
     settings = _settings()
+    try:
+        auth.check_secret(settings.secret_key, settings.environment)
+    except CadastreError as exc:
+        _fail(exc.message)
     # Our handler takes uvicorn's records too; the access log is the service's own.
     logs.configure(settings.log_format, settings.log_level)
     try:

@@ -158,3 +158,19 @@ class DatabaseUnavailable(CadastreError):
     """The database could not be reached."""
 
     code = "database_unavailable"
+
+
+class Unauthenticated(CadastreError):
+    """The request needs a signed-in account (or a valid key) and has none."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(CadastreError):
+    """The signed-in account's role does not allow this; ``rule`` names the rule."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str, *, rule: str, field: str | None = None) -> None:
+        super().__init__(message, field=field, where={"rule": rule})
+        self.rule = rule

@@ -132,6 +132,24 @@ class Settings(BaseSettings):
         description="Largest total uncompressed size of a zipped Shapefile, in MB (MiB): "
         "a zip bomb is refused before anything is read.",
     )
+    db_role: str = Field(
+        default="cadastre_service",
+        description="Database role the service and the CLI act as (SET ROLE): it cannot "
+        "UPDATE, DELETE or TRUNCATE the event log. Empty: act as the login role.",
+    )
+    secret_key: str = Field(
+        default="",
+        description="Key signing the access tokens (at least 32 characters). Required "
+        "outside development mode; in development an empty key is replaced by a random "
+        "one for the life of the process (tokens then end with it).",
+        repr=False,
+    )
+    token_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=24 * 60,
+        description="Minutes an access token from POST /auth/token is valid.",
+    )
     portal_dir: Path | None = Field(
         default=None,
         description="The built map portal (index.html and assets/); unset: portal/dist of "

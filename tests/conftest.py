@@ -9,9 +9,10 @@ savepoints inside it, exactly as it would open transactions.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +25,11 @@ from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import Database, make_engine
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
-from tests.live import prepare
+from tests.live import ADMIN, admin_headers, prepare
+
+# Every app and CLI the suite starts (in-process or as a subprocess) signs tokens with
+# this key: outside development mode the service refuses to start without one.
+os.environ.setdefault("CADASTRE_SECRET_KEY", "test-" + secrets.token_urlsafe(32))
 
 
 def _free_port() -> int:
@@ -48,6 +53,7 @@ def cluster() -> Iterator[LocalCluster]:
 def database_url(cluster: LocalCluster) -> str:
     url = cluster.url()
     prepare(url)
+    ADMIN.update(admin_headers(url))  # committed: every test's app may sign in with it
     return url
 
 
@@ -103,8 +109,39 @@ def db(conn: Connection) -> SavepointDatabase:
     return SavepointDatabase(conn)
 
 
+Credentials = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def credentials(conn: Connection) -> Credentials:
+    """``credentials(role, province=None)``: headers of a new account of that role (an
+    API key), made inside the test's transaction."""
+    from cadastre.db import accounts
+
+    made = 0
+
+    def make(role: str, province: str | None = None, username: str | None = None) -> dict[str, str]:
+        nonlocal made
+        made += 1
+        name = username or f"{role}-{(province or 'all').lower()}-{made}"
+        accounts.add_account(conn, name, role, province=province, created_by="tests")
+        key, _ = accounts.create_key(conn, name, "tests")
+        return {"X-API-Key": key}
+
+    return make
+
+
 @pytest.fixture
 def client(settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
+    """A client signed in as an admin (``test-admin``): the register's writes need one.
+    Tests of what other roles (or anonymous readers) see make their own headers."""
+    with TestClient(create_app(settings, db=db), headers=ADMIN) as c:
+        yield c
+
+
+@pytest.fixture
+def anon(settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
+    """A client that does not sign in: the public."""
     with TestClient(create_app(settings, db=db)) as c:
         yield c
 

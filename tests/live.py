@@ -45,6 +45,26 @@ def prepare(url: str) -> None:
     engine.dispose()
 
 
+#: Headers signing in as ``test-admin`` on the session's test database (set once).
+ADMIN: dict[str, str] = {}
+
+
+def admin_headers(url: str, username: str = "test-admin") -> dict[str, str]:
+    """Headers signing in as an admin of the database at ``url`` (a new API key of the
+    account, made if missing): what a live server's writes need."""
+    from cadastre.db import accounts
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            if username not in {a.username for a in accounts.list_accounts(conn)}:
+                accounts.add_account(conn, username, "admin", created_by="tests")
+            key, _ = accounts.create_key(conn, username, "tests")
+    finally:
+        engine.dispose()
+    return {"X-API-Key": key}
+
+
 @contextmanager
 def scratch_database(cluster: LocalCluster, prefix: str) -> Iterator[str]:
     """A migrated database with the provinces loaded; dropped (forcibly) at the end."""

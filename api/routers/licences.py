@@ -9,8 +9,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from api.auth import WhoDep
 from api.caching import etag_for, not_modified, tag
-from api.deps import ActorDep, DbDep, RulesDep, SettingsDep, strict_query
+from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.limits import check_bbox_area
 from api.schemas import (
     NO_NUL,
@@ -24,6 +25,7 @@ from api.schemas import (
     TransitionIn,
     errors,
 )
+from cadastre import auth
 from cadastre.db import licences as reg
 from cadastre.db import overlaps
 from cadastre.domain.geometry import ShapeLimits, intake
@@ -85,19 +87,23 @@ def _feature_response(body: str, status_code: int = 200, **headers: str) -> Resp
     status_code=201,
     summary="Submit a licence application",
     response_class=GeoJSONResponse,
-    responses={201: {"model": LicenceDetailFeature}, **errors(409, 422)},
+    responses={201: {"model": LicenceDetailFeature}, **errors(401, 403, 409, 422)},
 )
 def create_licence(
     body: ApplicationIn,
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
-    actor: ActorDep,
+    who: WhoDep,
     request: Request,
     crs: CrsParam = None,
     repair: RepairParam = False,
 ) -> Response:
-    """Submit a licence application; the answer is its acknowledgement of receipt."""
+    """Submit a licence application; the answer is its acknowledgement of receipt.
+
+    Officers submit in their own province (403 otherwise), admins anywhere; an
+    application with ``published: false`` is held back from the public register."""
+    auth.require_signed_in(who)
     props = body.properties
     rules.check_type(props.licence_type, field="properties.licence_type")
     if props.applied_on is not None and props.applied_on > datetime.now(UTC).date():
@@ -108,6 +114,8 @@ def create_licence(
     province = (
         province_code(props.province, field="properties.province") if props.province else None
     )
+    if province is not None:  # refused before any work; the located province is checked too
+        auth.require_licence_writer(who, province)
     shape, repaired = _take_in(body.geometry, crs, repair, settings.shape_limits)
     holder = _holder(props.holder)
     assert holder is not None
@@ -119,18 +127,22 @@ def create_licence(
         province=province,
         applied_on=props.applied_on,
         remarks=props.remarks,
+        published=props.published,
     )
     with db.begin() as conn:
         result = reg.register_licences(
             conn,
             [cand],
             rules=rules,
-            actor=actor,
+            actor=who.actor,
             tolerance_m2=settings.boundary_tolerance_m2,
             timezone=settings.register_timezone,
         )
         licence_id = result.created[0]
-        feature = json.loads(reg.get_licence(conn, licence_id))
+        # Where the ground lies decides the province: refused (all undone) outside the
+        # officer's own.
+        auth.require_licence_writer(who, reg.province_of(conn, licence_id))
+        feature = json.loads(reg.get_licence(conn, licence_id, who))
         # The overlap check runs in the same transaction: what it finds is kept.
         report = overlaps.check(
             conn,
@@ -206,6 +218,7 @@ def list_licences(
     settings: SettingsDep,
     rules: RulesDep,
     request: Request,
+    who: WhoDep,
     province: Annotated[str | None, Query(description="Name or ISO code", **_TEXT)] = None,
     status: Annotated[str | None, Query(**_TEXT)] = None,
     licence_type: Annotated[str | None, Query(**_TEXT)] = None,
@@ -242,6 +255,7 @@ def list_licences(
         as_of=_parse_as_of(as_of, settings.register_timezone) if as_of else None,
         after=after,
         limit=page_size,
+        unpublished=who.unpublished_scope,
     )
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))
@@ -278,45 +292,52 @@ def list_licences(
     response_class=GeoJSONResponse,
     responses={200: {"model": LicenceDetailFeature}, **errors(404)},
 )
-def read_licence(licence_id: int, request: Request, db: DbDep) -> Response:
-    """One licence as a GeoJSON Feature, with its coordinates as submitted."""
+def read_licence(licence_id: int, request: Request, db: DbDep, who: WhoDep) -> Response:
+    """One licence as a GeoJSON Feature. Anyone sees the public register fields (with
+    the holder's beneficial owners); signed-in accounts also the remarks and the
+    coordinates as submitted; the province's officers and admins the holder's contact
+    details and unpublished applications."""
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
         if held is not None:
             return held
-        return tag(_feature_response(reg.get_licence(conn, licence_id)), etag)
+        return tag(_feature_response(reg.get_licence(conn, licence_id, who)), etag)
 
 
 @router.get("/{licence_id}/history", summary="History of a licence", responses=errors(404))
-def licence_history(licence_id: int, db: DbDep) -> list[Event]:
-    """Every recorded change of a licence, oldest first: who, when, what, before and after."""
+def licence_history(licence_id: int, db: DbDep, who: WhoDep) -> list[Event]:
+    """Every recorded change of a licence, oldest first: who, when, what, before and after.
+    Anonymous readers see the public fields of each state, without notes or remarks."""
     with db.begin() as conn:
-        return [Event.model_validate(e) for e in reg.licence_history(conn, licence_id)]
+        return [Event.model_validate(e) for e in reg.licence_history(conn, licence_id, who)]
 
 
 @router.patch(
     "/{licence_id}",
     summary="Change attributes",
     response_class=GeoJSONResponse,
-    responses={200: {"model": LicenceDetailFeature}, **errors(404, 409, 422)},
+    responses={200: {"model": LicenceDetailFeature}, **errors(401, 403, 404, 409, 422)},
 )
-def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, actor: ActorDep) -> Response:
-    """Change minerals, remarks or the application date; recorded as an event."""
+def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, who: WhoDep) -> Response:
+    """Change minerals, remarks, the application date or whether an application is
+    published; recorded as an event. Officers of the licence's province and admins."""
+    auth.require_signed_in(who)
     changes = body.model_dump(exclude_unset=True, exclude={"note"})
     for key in ("minerals",):
         if key in changes and changes[key] is None:
             raise InvalidInput(f"{key} cannot be null", field=key)
     with db.begin() as conn:
-        reg.update_attributes(conn, licence_id, changes, actor=actor, note=body.note)
-        return _feature_response(reg.get_licence(conn, licence_id))
+        auth.require_licence_writer(who, reg.province_of(conn, licence_id))
+        reg.update_attributes(conn, licence_id, changes, actor=who.actor, note=body.note)
+        return _feature_response(reg.get_licence(conn, licence_id, who))
 
 
 @router.post(
     "/{licence_id}/transitions",
     summary="Apply a lifecycle action",
     response_class=GeoJSONResponse,
-    responses={200: {"model": LicenceDetailFeature}, **errors(404, 409, 422)},
+    responses={200: {"model": LicenceDetailFeature}, **errors(401, 403, 404, 409, 422)},
 )
 def transition_licence(
     licence_id: int,
@@ -324,11 +345,13 @@ def transition_licence(
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
-    actor: ActorDep,
+    who: WhoDep,
     crs: CrsParam = None,
     repair: RepairParam = False,
 ) -> Response:
-    """Grant, renew, transfer, relinquish part of, surrender, cancel, expire or refuse."""
+    """Grant, renew, transfer, relinquish part of, surrender, cancel, expire or refuse.
+    Officers of the licence's province and admins."""
+    auth.require_signed_in(who)
     unused = body.unused()
     if unused:
         raise InvalidInput(
@@ -348,14 +371,15 @@ def transition_licence(
         note=body.note,
     )
     with db.begin() as conn:
+        auth.require_licence_writer(who, reg.province_of(conn, licence_id))
         reg.transition(
             conn,
             licence_id,
             t,
             rules=rules,
-            actor=actor,
+            actor=who.actor,
             timezone=settings.register_timezone,
             tolerance_m2=settings.boundary_tolerance_m2,
             overlap_tolerance_m2=settings.overlap_tolerance_m2,
         )
-        return _feature_response(reg.get_licence(conn, licence_id))
+        return _feature_response(reg.get_licence(conn, licence_id, who))

@@ -7,14 +7,16 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from api.auth import WhoDep
 from api.caching import CACHE_CONTROL, etag_for, not_modified
 from api.deps import DbDep, SettingsDep, strict_query
 from api.schemas import errors
+from cadastre import auth
 from cadastre.db import generation
 from cadastre.db.engine import Database
 from cadastre.db.tables import SURVEY_KINDS
@@ -119,14 +121,16 @@ def get_raster(slug: str, db: DbDep) -> dict[str, Any]:
     status_code=204,
     summary="Remove a raster survey layer",
     response_class=Response,
+    responses={401: {"description": "not signed in"}, 403: {"description": "not a geologist"}},
 )
 def delete_raster(
     slug: str,
     db: DbDep,
     settings: SettingsDep,
-    x_actor: Annotated[str, Header(min_length=1, max_length=200)],
+    who: WhoDep,
 ) -> Response:
-    """Removes the catalogue entry (one transaction), then its file. Requires `X-Actor`."""
+    """Removes the catalogue entry (one transaction), then its file. Geologists and admins."""
+    auth.require_survey_writer(who)
     raster.delete_raster(db, settings.rasters, slug)
     return Response(status_code=204)
 
@@ -272,6 +276,8 @@ def _flag(fields: dict[str, str], name: str) -> bool:
     summary="Upload a raster survey layer",
     openapi_extra=UPLOAD_DOC,
     responses={
+        401: {"description": "not signed in"},
+        403: {"description": "not a geologist or admin"},
         409: {"description": "the slug exists (send replace=true) or is a vector layer"},
         413: {"description": "the file is larger than CADASTRE_RASTER_UPLOAD_MAX_BYTES"},
         422: {"description": "unreadable file, no CRS, no georeferencing, bad field"},
@@ -280,17 +286,12 @@ def _flag(fields: dict[str, str], name: str) -> bool:
 async def upload_raster(
     request: Request,
     settings: SettingsDep,
-    x_actor: Annotated[
-        str,
-        Header(
-            description="Who loads it (required).",
-            min_length=1,
-            max_length=200,
-        ),
-    ],
+    who: WhoDep,
 ) -> dict[str, Any]:
     """Streams the upload to disk in chunks (refused with 413 past the size limit), stores it
-    as a Cloud-Optimised GeoTIFF and catalogues it; all or nothing. Requires `X-Actor`."""
+    as a Cloud-Optimised GeoTIFF and catalogues it; all or nothing. Geologists and admins
+    (refused before the body is read)."""
+    auth.require_survey_writer(who)
     limit = settings.raster_upload_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_SLACK:
@@ -338,7 +339,7 @@ async def upload_raster(
             folder,
             source,
             meta,
-            actor=x_actor.strip() or "anonymous",
+            actor=who.actor,
             replace=replace,
         )
     finally:

@@ -11,7 +11,9 @@ from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import ActorDep, DbDep, SettingsDep, strict_query
+from api.auth import WhoDep
+from api.deps import DbDep, SettingsDep, strict_query
+from cadastre import auth
 from cadastre.db.tables import SURVEY_KINDS
 from cadastre.errors import InvalidInput, UploadTooLarge
 from cadastre.survey.vector import (
@@ -105,6 +107,8 @@ def save_upload(upload: UploadFile, folder: Path, limit_mb: int) -> Path:
     summary="Upload a vector survey layer",
     description=UPLOAD_DOC,
     responses={
+        401: {"description": "not signed in"},
+        403: {"description": "not a geologist or admin"},
         409: {"description": "the slug exists (and replace is false)"},
         413: {"description": "the file is larger than the upload limit"},
         422: {"description": "the file or a field breaks a rule; the message names it"},
@@ -119,7 +123,7 @@ def upload_layer(
     licence: Annotated[str, Form(description="the data licence, e.g. CC BY 4.0")],
     db: DbDep,
     settings: SettingsDep,
-    actor: ActorDep,
+    who: WhoDep,
     response: Response,
     description: Annotated[str | None, Form()] = None,
     synthetic: Annotated[bool, Form(description="invented data, not observations")] = False,
@@ -130,7 +134,9 @@ def upload_layer(
     wkt_col: Annotated[str | None, Form(description="CSV: WKT geometry column")] = None,
     crs: Annotated[str | None, Form(description="CRS of the coordinates, e.g. EPSG:32642")] = None,
 ) -> dict[str, Any]:
-    """Upload a vector survey layer; the answer is its catalogue entry."""
+    """Upload a vector survey layer; the answer is its catalogue entry. Geologists and
+    admins."""
+    auth.require_survey_writer(who)
     meta = LayerMeta(
         slug=slug,
         name=name,
@@ -157,7 +163,7 @@ def upload_layer(
             conn,
             data,
             meta,
-            actor=actor,
+            actor=who.actor,
             replace=replace,
             max_features=settings.max_import_features,
         )
@@ -179,10 +185,16 @@ def describe(slug: str, db: DbDep) -> dict[str, Any]:
         return get_layer(conn, slug)
 
 
-@router.delete("/layers/{slug}", status_code=204, summary="Delete a vector survey layer")
-def remove(slug: str, db: DbDep, actor: ActorDep) -> Response:
-    """Delete a vector survey layer with its features; its collection and tiles go with it."""
-    del actor  # who deletes is required like every write; no event log for survey layers yet
+@router.delete(
+    "/layers/{slug}",
+    status_code=204,
+    summary="Delete a vector survey layer",
+    responses={401: {"description": "not signed in"}, 403: {"description": "not a geologist"}},
+)
+def remove(slug: str, db: DbDep, who: WhoDep) -> Response:
+    """Delete a vector survey layer with its features; its collection and tiles go with it.
+    Geologists and admins."""
+    auth.require_survey_writer(who)
     with db.begin() as conn:
         delete_layer(conn, slug)
     return Response(status_code=204)

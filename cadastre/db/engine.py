@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
 
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.generation import Watch, current
+from cadastre.db.tables import SERVICE_ROLE
 from cadastre.settings import Settings
 
 #: Seconds a new connection may take before the request fails (503).
 CONNECT_TIMEOUT_S = 5
+
+_roles: WeakKeyDictionary[Engine, str | None] = WeakKeyDictionary()
 
 
 def database_url(settings: Settings) -> str:
@@ -27,9 +31,18 @@ def local_cluster(settings: Settings) -> LocalCluster:
 
 
 def make_engine(
-    url: str | URL, *, pool_size: int = 10, pre_ping: bool = True, autocommit: bool = False
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    pre_ping: bool = True,
+    autocommit: bool = False,
+    role: str | None = SERVICE_ROLE,
 ) -> Engine:
     """An engine whose sessions run in UTC, with pre-ping so a restarted database heals.
+
+    Each new connection takes ``role`` (``SET ROLE``): the service's role, which may
+    not rewrite the event log. Before the migration that creates the role has run,
+    the connection stays as it logged in (only ``cadastre db upgrade`` runs then).
 
     ``autocommit`` without ``pre_ping`` is the read path of hot map requests: each
     statement is its own transaction, so a tile costs one round trip, not four
@@ -47,10 +60,16 @@ def make_engine(
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
+    _roles[engine] = role
+
     @event.listens_for(engine, "connect")
     def _session_defaults(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         with dbapi_conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
+            if role:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if cur.fetchone() is not None:
+                    cur.execute(f'SET ROLE "{role}"')
         dbapi_conn.commit()
 
     return engine
@@ -67,7 +86,13 @@ class Database:
         self.engine = engine
         self.generation = Watch()
         size = engine.pool.size() if hasattr(engine.pool, "size") else 10
-        self.reader = make_engine(engine.url, pool_size=size, pre_ping=False, autocommit=True)
+        self.reader = make_engine(
+            engine.url,
+            pool_size=size,
+            pre_ping=False,
+            autocommit=True,
+            role=_roles.get(engine, SERVICE_ROLE),
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

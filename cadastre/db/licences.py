@@ -26,6 +26,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import BigInteger
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.generation import lock_for_write
 from cadastre.db.overlaps import check_grant
 from cadastre.db.tables import (
@@ -108,6 +109,8 @@ class Candidate:
     granted_on: date | None = None
     expires_on: date | None = None
     remarks: str | None = None
+    #: In the public register from receipt; an officer may hold an application back.
+    published: bool = True
 
 
 @dataclass
@@ -140,6 +143,7 @@ CREATE TEMP TABLE IF NOT EXISTS licence_intake (
     granted_on date,
     expires_on date,
     remarks text,
+    published boolean NOT NULL,
     receipt_seq integer
 ) ON COMMIT DROP
 """
@@ -162,6 +166,7 @@ _STAGE_COLUMNS = (
     "granted_on",
     "expires_on",
     "remarks",
+    "published",
 )
 
 # Area of each candidate inside each province, from the subdivided province
@@ -384,6 +389,7 @@ def _stage_candidates(
             _csv_value(c.granted_on),
             _csv_value(c.expires_on),
             _csv_value(c.remarks),
+            "t" if c.published else "f",
         )
         for i, c in cands.items()
     ]
@@ -561,11 +567,12 @@ def _insert(conn: Connection) -> dict[int, int]:
             INSERT INTO licences (licence_no, licence_type, minerals, holder_id, province_code,
                 status, geom, submitted_geometry, submitted_crs, transformation,
                 approximate_transformation, received_at, receipt_seq, applied_on, granted_on,
-                expires_on, remarks, version, changed_at)
+                expires_on, remarks, published, version, changed_at)
             SELECT licence_no, licence_type, minerals, holder_id, province_code, status,
                 ST_SetSRID(geom, 4326), submitted_geometry, submitted_crs, transformation,
                 approximate_transformation, clock_timestamp(), receipt_seq, applied_on,
-                granted_on, expires_on, nullif(remarks, ''), 1, now()
+                granted_on, expires_on, nullif(remarks, ''), published OR status NOT IN
+                ('applied', 'refused'), 1, now()
             FROM (SELECT * FROM licence_intake ORDER BY province_code, receipt_seq) s
             RETURNING id, licence_no
             """
@@ -613,6 +620,7 @@ _EVENT_FIELDS = (
     "granted_on",
     "expires_on",
     "remarks",
+    "published",
 )
 
 
@@ -649,6 +657,16 @@ def _lock(conn: Connection, licence_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"no licence with id {licence_id}")
     return dict(row._mapping)
+
+
+def province_of(conn: Connection, licence_id: int) -> str:
+    """The province a licence belongs to (404 when there is no such licence)."""
+    code = conn.execute(
+        select(licences.c.province_code).where(licences.c.id == licence_id)
+    ).scalar_one_or_none()
+    if code is None:
+        raise NotFound(f"no licence with id {licence_id}")
+    return str(code)
 
 
 def _today(tz: str) -> date:
@@ -771,7 +789,8 @@ def transition(
         if expires_on <= granted_on:
             raise InvalidInput("expires_on must be after granted_on", field="expires_on")
         _check_term(granted_on, expires_on)
-        changes |= {"granted_on": granted_on, "expires_on": expires_on}
+        # A title is public: granting publishes an application held back.
+        changes |= {"granted_on": granted_on, "expires_on": expires_on, "published": True}
     elif t.action == "renew":
         if rule.renewable is False:
             raise Conflict(
@@ -859,8 +878,8 @@ def update_attributes(
     actor: str,
     note: str | None = None,
 ) -> None:
-    """Change plain attributes (minerals, remarks, applied_on) of a licence."""
-    allowed = {"minerals", "remarks", "applied_on"}
+    """Change plain attributes (minerals, remarks, applied_on, published) of a licence."""
+    allowed = {"minerals", "remarks", "applied_on", "published"}
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(
@@ -870,6 +889,12 @@ def update_attributes(
         )
     lock_for_write(conn)
     row = _lock(conn, licence_id)
+    if changes.get("published") is False and row["status"] != "applied":
+        raise Conflict(
+            f"licence {row['licence_no']} is {row['status']}: only an application can be "
+            "held back from the public register",
+            field="published",
+        )
     real = {k: v for k, v in changes.items() if row.get(k) != v}
     if real:
         _apply_change(conn, licence_id, real, action="update", actor=actor, note=note)
@@ -899,6 +924,8 @@ class LicenceQuery:
     as_of: datetime | None = None
     after: int | None = None
     limit: int = 100
+    #: Unpublished applications the reader sees: None, a province code, or "*" (all).
+    unpublished: str | None = None
 
 
 def _where(q: LicenceQuery) -> tuple[list[str], dict[str, Any]]:
@@ -909,6 +936,11 @@ def _where(q: LicenceQuery) -> tuple[list[str], dict[str, Any]]:
     else:
         clauses.append("v.valid_from <= :as_of AND (v.valid_to IS NULL OR v.valid_to > :as_of)")
         params["as_of"] = q.as_of
+    if q.unpublished is None:
+        clauses.append("v.published")
+    elif q.unpublished != "*":
+        clauses.append("(v.published OR v.province_code = :viewer_province)")
+        params["viewer_province"] = q.unpublished
     equal = {"province_code": q.province, "status": q.status, "licence_type": q.licence_type}
     for column, value in equal.items():
         if value:
@@ -985,51 +1017,89 @@ def list_licences(conn: Connection, q: LicenceQuery) -> FeaturePage:
     return FeaturePage(features, returned, matched, last_id, has_more)
 
 
-def get_licence(conn: Connection, licence_id: int) -> str:
-    """One licence as a GeoJSON Feature (text), with what was submitted and its holder."""
-    sql = text(
-        f"""
-        SELECT '{{"type":"Feature","id":' || v.licence_id
-               || ',"geometry":' || ST_AsGeoJSON(v.geom, 7)
-               || ',"properties":' || (
-                   {_PUBLIC_PROPERTIES}::jsonb || jsonb_build_object(
+# One licence as a GeoJSON Feature: the public register fields with the holder and
+# beneficial owners (EITI 2.3, 2.5), then what each reader may see besides.
+_LICENCE_FEATURE = text(
+    f"""
+    SELECT '{{"type":"Feature","id":' || v.licence_id
+           || ',"geometry":' || ST_AsGeoJSON(v.geom, 7)
+           || ',"properties":' || (
+               {_PUBLIC_PROPERTIES}::jsonb || jsonb_build_object(
+               'holder_details', jsonb_build_object(
+                   'id', p.id, 'name', p.name, 'kind', p.kind,
+                   'registration_no', p.registration_no, 'country', p.country,
+                   'beneficial_owners', coalesce((
+                       SELECT jsonb_agg(jsonb_build_object('name', b.name,
+                           'nationality', b.nationality, 'share_pct', b.share_pct)
+                           ORDER BY b.id)
+                       FROM beneficial_owners b WHERE b.party_id = p.id), '[]'))
+                   || CASE WHEN :contact THEN jsonb_build_object('contact', p.contact)
+                      ELSE '{{}}' END)
+               || CASE WHEN :details THEN jsonb_build_object(
+                   'published', v.published,
                    'approximate_transformation', v.approximate_transformation,
                    'remarks', v.remarks,
                    'submitted', jsonb_build_object(
                        'crs', v.submitted_crs, 'geometry', v.submitted_geometry,
-                       'transformation', v.transformation),
-                   'holder_details', jsonb_build_object(
-                       'id', p.id, 'name', p.name, 'kind', p.kind,
-                       'registration_no', p.registration_no, 'country', p.country,
-                       'beneficial_owners', coalesce((
-                           SELECT jsonb_agg(jsonb_build_object('name', b.name,
-                               'nationality', b.nationality, 'share_pct', b.share_pct)
-                               ORDER BY b.id)
-                           FROM beneficial_owners b WHERE b.party_id = p.id), '[]'))
-                   ))::text || '}}'
-        FROM licence_versions v
-        JOIN parties p ON p.id = v.holder_id
-        JOIN jurisdictions j ON j.code = v.province_code
-        WHERE v.licence_id = :id AND v.valid_to IS NULL
-        """  # noqa: S608
-    )
-    feature = conn.execute(sql, {"id": licence_id}).scalar_one_or_none()
-    if feature is None:
+                       'transformation', v.transformation))
+                  ELSE '{{}}' END
+               )::text || '}}',
+           v.province_code, v.published
+    FROM licence_versions v
+    JOIN parties p ON p.id = v.holder_id
+    JOIN jurisdictions j ON j.code = v.province_code
+    WHERE v.licence_id = :id AND v.valid_to IS NULL
+    """  # noqa: S608 - fixed text; the values are bound parameters
+)
+
+
+def get_licence(conn: Connection, licence_id: int, who: Principal = PUBLIC) -> str:
+    """One licence as a GeoJSON Feature (text), as ``who`` may see it.
+
+    Anyone: the public register fields. Signed in: also the remarks and what was
+    submitted. The province's officers and admins: also the holder's contact details,
+    and unpublished applications (to anyone else they do not exist: 404).
+    """
+    code = conn.execute(
+        select(licences.c.province_code).where(licences.c.id == licence_id)
+    ).scalar_one_or_none()
+    sees_contact = code is not None and who.sees_contact(code)
+    row = conn.execute(
+        _LICENCE_FEATURE, {"id": licence_id, "contact": sees_contact, "details": who.sees_details}
+    ).one_or_none()
+    if row is None or not (row.published or who.sees_unpublished(row.province_code)):
         raise NotFound(f"no licence with id {licence_id}")
-    return str(feature)
+    return str(row[0])
 
 
-def licence_history(conn: Connection, licence_id: int) -> list[dict[str, Any]]:
-    """Every event of a licence, oldest first."""
-    exists = conn.execute(select(licences.c.id).where(licences.c.id == licence_id)).first()
-    if exists is None:
+#: Event-state fields only signed-in accounts see.
+_PRIVATE_EVENT_FIELDS = ("remarks",)
+
+
+def licence_history(
+    conn: Connection, licence_id: int, who: Principal = PUBLIC
+) -> list[dict[str, Any]]:
+    """Every event of a licence, oldest first, as ``who`` may see it: anonymous readers
+    get the public fields of each state and no notes."""
+    row = conn.execute(
+        select(licences.c.province_code, licences.c.published).where(licences.c.id == licence_id)
+    ).first()
+    if row is None or not (row.published or who.sees_unpublished(row.province_code)):
         raise NotFound(f"no licence with id {licence_id}")
     rows = conn.execute(
         select(licence_events)
         .where(licence_events.c.licence_id == licence_id)
         .order_by(licence_events.c.id)
     )
-    return [dict(r._mapping) for r in rows]
+    events = [dict(r._mapping) for r in rows]
+    if not who.sees_details:
+        for e in events:
+            e["note"] = None
+            for state in (e["before"], e["after"]):
+                for f in _PRIVATE_EVENT_FIELDS:
+                    if state:
+                        state.pop(f, None)
+    return events
 
 
 def end_of_day(day: date, tz: str) -> datetime:
@@ -1051,6 +1121,7 @@ __all__ = [
     "licence_history",
     "list_licences",
     "place",
+    "province_of",
     "register_licences",
     "resolve_holders",
     "snapshot",

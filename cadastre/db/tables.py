@@ -138,6 +138,14 @@ def _licence_state_columns() -> list[Column[object]]:
         Column("granted_on", Date),
         Column("expires_on", Date),
         Column("remarks", Text),
+        Column(
+            "published",
+            Boolean,
+            nullable=False,
+            server_default=text("true"),
+            comment="in the public register; only an application (or one refused "
+            "unpublished) may be false",
+        ),
         Column("version", Integer, nullable=False),
         Column("changed_at", DateTime(timezone=True), nullable=False),
     ]
@@ -190,6 +198,7 @@ licences = Table(
     CheckConstraint(
         "expires_on IS NULL OR granted_on IS NULL OR expires_on > granted_on", name="dates"
     ),
+    CheckConstraint("published OR status IN ('applied', 'refused')", name="published"),
     Index("ix_licences_geom", "geom", postgresql_using="gist"),
     Index("ix_licences_holder_id", "holder_id"),
     Index("ix_licences_status_province", "status", "province_code"),
@@ -404,8 +413,12 @@ def finest_cell(geom: str) -> str:
     )"""  # noqa: S608 - geom is a column name of this project
 
 
-def _level_rows(source: str) -> str:
-    """Each licence of ``source`` at each level below its ``minzoom``, with its cell there."""
+def _level_rows(source: str, public_only: bool = True) -> str:
+    """Each licence of ``source`` at each level below its ``minzoom``, with its cell there.
+
+    ``public_only``: only published licences (the stored cells are the public map's;
+    a signed-in officer's tiles add the unpublished applications they may see)."""
+    where = " WHERE r.published" if public_only else ""
     return f"""
         SELECT lv.level,
                c.cx >> ({LOW_ZOOM_MAX} - lv.level) AS cx,
@@ -413,28 +426,28 @@ def _level_rows(source: str) -> str:
                r.status, r.licence_type, r.province_code, r.area_km2
         FROM {source} AS r
         CROSS JOIN LATERAL {finest_cell("r.geom")} AS c
-        JOIN generate_series(0, {LOW_ZOOM_MAX}) AS lv(level) ON r.minzoom > lv.level
+        JOIN generate_series(0, {LOW_ZOOM_MAX}) AS lv(level) ON r.minzoom > lv.level{where}
     """  # noqa: S608 - source is a table name of this module
 
 
-def density_rows(source: str) -> str:
+def density_rows(source: str, public_only: bool = True) -> str:
     """SELECT of the ``licence_density`` rows that the licences in ``source`` contribute."""
     return f"""
         SELECT level, cx, cy, status, licence_type, province_code,
                count(*)::int AS n, sum(area_km2) AS area_km2
-        FROM ({_level_rows(source)}) AS x
+        FROM ({_level_rows(source, public_only)}) AS x
         GROUP BY level, cx, cy, status, licence_type, province_code
     """  # noqa: S608
 
 
-def cell_rows(source: str) -> str:
+def cell_rows(source: str, public_only: bool = True) -> str:
     """SELECT of the ``licence_cells`` rows that the licences in ``source`` contribute."""
     return f"""
         SELECT level, cx, cy, count(*)::int AS n,
                count(*) FILTER (WHERE status = 'applied')::int AS applied,
                count(*) FILTER (WHERE status = 'granted')::int AS granted,
                sum(area_km2) AS area_km2
-        FROM ({_level_rows(source)}) AS x
+        FROM ({_level_rows(source, public_only)}) AS x
         GROUP BY level, cx, cy
     """  # noqa: S608
 
@@ -468,12 +481,16 @@ _DENSITY = (
 _CELLS = ("licence_cells", "level, cx, cy", ("n", "applied", "granted", "area_km2"))
 
 
-def _density_add(source: str) -> str:
-    return _add(*_DENSITY, density_rows(source)) + _add(*_CELLS, cell_rows(source))
+def _density_add(source: str, public_only: bool) -> str:
+    return _add(*_DENSITY, density_rows(source, public_only)) + _add(
+        *_CELLS, cell_rows(source, public_only)
+    )
 
 
-def _density_remove(source: str) -> str:
-    return _remove(*_DENSITY, density_rows(source)) + _remove(*_CELLS, cell_rows(source))
+def _density_remove(source: str, public_only: bool) -> str:
+    return _remove(*_DENSITY, density_rows(source, public_only)) + _remove(
+        *_CELLS, cell_rows(source, public_only)
+    )
 
 
 def _trigger_function(name: str, body: str) -> str:
@@ -488,16 +505,31 @@ $$;
 """
 
 
+def density_functions(public_only: bool) -> str:
+    """The trigger functions keeping the cells: all licences (revision 0004, before
+    licences could be unpublished) or the published ones only (revision 0006)."""
+    return (
+        _trigger_function("cadastre_density_insert", _density_add("new_rows", public_only))
+        + _trigger_function(
+            "cadastre_density_update",
+            _density_remove("old_rows", public_only) + _density_add("new_rows", public_only),
+        )
+        + _trigger_function("cadastre_density_delete", _density_remove("old_rows", public_only))
+        + _trigger_function(
+            "cadastre_density_truncate",
+            "    DELETE FROM licence_density;\n    DELETE FROM licence_cells;",
+        )
+    )
+
+
+def density_rebuild(public_only: bool) -> str:
+    """Statements recounting every cell from the licences held."""
+    wipe = "DELETE FROM licence_density;\nDELETE FROM licence_cells;\n"
+    return wipe + _density_add("licences", public_only)
+
+
 DENSITY_DDL = (
-    _trigger_function("cadastre_density_insert", _density_add("new_rows"))  # noqa: S608
-    + _trigger_function(
-        "cadastre_density_update", _density_remove("old_rows") + _density_add("new_rows")
-    )
-    + _trigger_function("cadastre_density_delete", _density_remove("old_rows"))
-    + _trigger_function(
-        "cadastre_density_truncate",
-        "    DELETE FROM licence_density;\n    DELETE FROM licence_cells;",
-    )
+    density_functions(public_only=False)
     + """
 CREATE TRIGGER licences_density_insert AFTER INSERT ON licences
     REFERENCING NEW TABLE AS new_rows
@@ -511,7 +543,7 @@ CREATE TRIGGER licences_density_delete AFTER DELETE ON licences
 CREATE TRIGGER licences_density_truncate AFTER TRUNCATE ON licences
     FOR EACH STATEMENT EXECUTE FUNCTION cadastre_density_truncate();
 """
-    + _density_add("licences")
+    + _density_add("licences", public_only=False)
 )
 DENSITY_DROP = """
 DROP TRIGGER IF EXISTS licences_density_insert ON licences;
@@ -567,6 +599,13 @@ survey_layers = Table(
     ),
     Column("loaded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("loaded_by", Text, nullable=False),
+    Column(
+        "public",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
+        comment="readable without signing in (open data); otherwise geologists and admins",
+    ),
     CheckConstraint(f"kind IN ({_survey_kind_list})", name="kind"),
     CheckConstraint("storage IN ('vector', 'raster')", name="storage"),
     CheckConstraint("slug ~ '^[a-z][a-z0-9_]{0,62}$'", name="slug"),
@@ -595,3 +634,55 @@ SURVEY_GENERATION_DDL = "".join(
     "FOR EACH STATEMENT EXECUTE FUNCTION cadastre_bump_generation();\n"
     for t in SURVEY_GENERATION_TABLES
 )
+
+# ----------------------------------------------------------------- accounts
+
+ROLES = ("geologist", "officer", "admin")
+_role_list = ", ".join(f"'{r}'" for r in ROLES)
+
+# People and machine clients who sign in; anonymous readers have no row. An officer
+# is bound to one province and writes that province's licences only.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("province_code", Text, ForeignKey("jurisdictions.code")),
+    Column("display_name", Text),
+    Column("password_hash", Text, comment="argon2id; NULL: signs in by API key only"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("created_by", Text, nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    CheckConstraint(f"role IN ({_role_list})", name="role"),
+    CheckConstraint("(role = 'officer') = (province_code IS NOT NULL)", name="province"),
+    CheckConstraint("username ~ '^[a-z0-9][a-z0-9._@-]{1,63}$'", name="username"),
+    UniqueConstraint("username"),
+)
+
+# API keys of machine clients: only a SHA-256 of the key is kept (a key is 256 random
+# bits, so a slow KDF adds nothing); the prefix finds the row and is shown in lists.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "account_id",
+        BigInteger,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("prefix", Text, nullable=False, comment="first characters of the key, shown in lists"),
+    Column("key_hash", Text, nullable=False, comment="hex SHA-256 of the whole key"),
+    Column("name", Text, nullable=False, comment="what the key is for"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("revoked_at", DateTime(timezone=True)),
+    UniqueConstraint("prefix"),
+    UniqueConstraint("key_hash"),
+)
+
+#: The database role the service and the CLI act as (``SET ROLE`` on every new
+#: connection): it may read and write the register but cannot UPDATE, DELETE or
+#: TRUNCATE the event log, whatever the SQL it is made to run.
+SERVICE_ROLE = "cadastre_service"

@@ -30,6 +30,7 @@ from cadastre.domain.geometry import intake
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
 from tests.conftest import SavepointDatabase
+from tests.live import ADMIN
 
 GEOD = Geod(ellps="WGS84")
 
@@ -414,7 +415,7 @@ def test_the_configured_overlap_tolerance_applies(
     """With a tolerance above every overlap (1,000 km²) every licence and the park only
     touch and take no ground, as in the overlap check: the whole area is free."""
     wide = settings.model_copy(update={"overlap_tolerance_m2": 1e9})
-    with TestClient(create_app(wide, db=db)) as c:
+    with TestClient(create_app(wide, db=db), headers=ADMIN) as c:
         body = post(c, AOI).json()
     assert body["licences"] == []
     assert {t["licence_no"] for t in body["touching"]} >= {"AOI-INSIDE", "AOI-ACROSS"}

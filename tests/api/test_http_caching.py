@@ -55,14 +55,15 @@ def statuses(content: bytes) -> list[Any]:
         "/tiles/jurisdictions/5/22/13.mvt",
     ],
 )
-def test_strong_etag_and_304(client: TestClient, url: str) -> None:
+def test_strong_etag_and_304(client: TestClient, anon: TestClient, url: str) -> None:
     application(client)
-    first = client.get(url)
+    first = anon.get(url)
     assert first.status_code == 200, first.text
     etag = first.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
     assert first.headers["cache-control"] == "no-cache"
-    again = client.get(url, headers={"If-None-Match": etag})
+    assert "Authorization" in first.headers["vary"]
+    again = anon.get(url, headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["etag"] == etag

@@ -20,13 +20,14 @@ from cadastre.settings import Settings
 from cadastre.survey.vector import ReadOptions, read_vector
 from tests.api.test_hostile import application, counts
 from tests.conftest import SavepointDatabase
+from tests.live import ADMIN
 
 
 @pytest.fixture
 def small(settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
     """A client of a service with a 1 MB body limit."""
     limited = settings.model_copy(update={"max_body_mb": 1})
-    with TestClient(create_app(limited, db=db)) as c:
+    with TestClient(create_app(limited, db=db), headers=ADMIN) as c:
         yield c
 
 
@@ -142,12 +143,11 @@ def test_zip_bomb_upload_is_413(
     limited = settings.model_copy(update={"max_zip_uncompressed_mb": 1})
     bomb = _zip(tmp_path / "bomb.zip", {**SHAPEFILE, "a.dbf": b"\0" * (3 * 1024 * 1024)})
     form = {"slug": "bomb", "name": "b", "kind": "other", "source": "s", "licence": "l"}
-    with TestClient(create_app(limited, db=db)) as c:
+    with TestClient(create_app(limited, db=db), headers=ADMIN) as c:
         r = c.post(
             "/survey/layers",
             data=form,
             files={"file": ("bomb.zip", bomb.read_bytes(), "application/zip")},
-            headers={"X-Actor": "t"},
         )
     assert r.status_code == 413, r.text
     assert "CADASTRE_MAX_ZIP_UNCOMPRESSED_MB" in r.json()["detail"]
@@ -181,7 +181,7 @@ CHECK_PROPS = {"licence_type": "exploration_licence", "minerals": ["Copper"]}
 def tight(settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
     """A service accepting at most 100 vertices and 3 parts a shape."""
     limited = settings.model_copy(update={"max_vertices": 100, "max_parts": 3})
-    with TestClient(create_app(limited, db=db)) as c:
+    with TestClient(create_app(limited, db=db), headers=ADMIN) as c:
         yield c
 
 

@@ -24,6 +24,7 @@ from cadastre.db.reserved import load_reserved_areas
 from cadastre.domain.geometry import intake
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
+from tests.live import ADMIN
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -298,12 +299,12 @@ def test_queryables(client: TestClient) -> None:
 
 def test_default_limit_is_page_default(settings: Settings, db: Any, lic: dict[str, int]) -> None:
     small = settings.model_copy(update={"page_default": 3})
-    with TestClient(create_app(small, db=db)) as c:
+    with TestClient(create_app(small, db=db), headers=ADMIN) as c:
         body = c.get(ITEMS).json()
         assert body["numberReturned"] == 3
         assert body["numberMatched"] == len(SPECS)
         assert link(body, "next") is not None
-    body = TestClient(create_app(settings, db=db)).get(ITEMS).json()
+    body = TestClient(create_app(settings, db=db), headers=ADMIN).get(ITEMS).json()
     assert settings.page_default >= len(SPECS)
     assert body["numberReturned"] == len(SPECS)
     assert link(body, "next") is None

@@ -28,7 +28,9 @@ def km2(geom: Any) -> float:
     return abs(area) / 1e6
 
 
-def apply(client: TestClient, holder: str = "History Co", actor: str | None = None) -> int:
+def apply(
+    client: TestClient, holder: str = "History Co", actor: dict[str, str] | None = None
+) -> int:
     body = {
         "type": "Feature",
         "geometry": mapping(FULL),
@@ -38,17 +40,15 @@ def apply(client: TestClient, holder: str = "History Co", actor: str | None = No
             "holder": holder,
         },
     }
-    headers = {"X-Actor": actor} if actor else None
-    r = client.post("/licences", json=body, headers=headers)
+    r = client.post("/licences", json=body, headers=actor)
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
 
 
-def act(client: TestClient, lid: int, action: str, actor: str | None = None, **body: Any) -> None:
-    headers = {"X-Actor": actor} if actor else None
-    r = client.post(
-        f"/licences/{lid}/transitions", json={"action": action, **body}, headers=headers
-    )
+def act(
+    client: TestClient, lid: int, action: str, actor: dict[str, str] | None = None, **body: Any
+) -> None:
+    r = client.post(f"/licences/{lid}/transitions", json={"action": action, **body}, headers=actor)
     assert r.status_code == 200, r.text
 
 
@@ -58,15 +58,21 @@ def history(client: TestClient, lid: int) -> list[dict[str, Any]]:
     return r.json()  # type: ignore[no-any-return]
 
 
-def full_life(client: TestClient) -> int:
-    """apply, grant, transfer, relinquish, update, each by a different actor."""
-    lid = apply(client, actor="clerk.ahmed")
-    act(client, lid, "grant", actor="officer.bano", **GRANT)
-    act(client, lid, "transfer", actor="officer.chaudhry", holder="History Successor Ltd")
-    act(client, lid, "relinquish", actor="officer.dar", geometry=mapping(RETAINED))
-    r = client.patch(
-        f"/licences/{lid}", json={"remarks": "checked"}, headers={"X-Actor": "clerk.ejaz"}
-    )
+ACTORS = ("clerk.ahmed", "officer.bano", "officer.chaudhry", "officer.dar", "clerk.ejaz")
+
+
+def full_life(client: TestClient, credentials: Any = None) -> int:
+    """apply, grant, transfer, relinquish, update; with ``credentials``, each by a
+    different officer of Balochistan (:data:`ACTORS`), else by the client's admin."""
+    who: list[dict[str, str] | None] = [None] * 5
+    if credentials is not None:
+        # A header naming someone else is ignored: the account signed in is the actor.
+        who = [{**credentials("officer", "PK-BA", n), "X-Actor": "mallory"} for n in ACTORS]
+    lid = apply(client, actor=who[0])
+    act(client, lid, "grant", actor=who[1], **GRANT)
+    act(client, lid, "transfer", actor=who[2], holder="History Successor Ltd")
+    act(client, lid, "relinquish", actor=who[3], geometry=mapping(RETAINED))
+    r = client.patch(f"/licences/{lid}", json={"remarks": "checked"}, headers=who[4])
     assert r.status_code == 200, r.text
     return lid
 
@@ -84,21 +90,15 @@ def test_history_lists_events_in_order(client: TestClient) -> None:
     assert times == sorted(times)
 
 
-def test_history_actor_comes_from_header(client: TestClient) -> None:
-    events = history(client, full_life(client))
-    assert [e["actor"] for e in events] == [
-        "clerk.ahmed",
-        "officer.bano",
-        "officer.chaudhry",
-        "officer.dar",
-        "clerk.ejaz",
-    ]
+def test_history_actor_is_the_signed_in_account(client: TestClient, credentials: Any) -> None:
+    events = history(client, full_life(client, credentials))
+    assert [e["actor"] for e in events] == list(ACTORS)
 
 
-def test_history_actor_defaults_to_anonymous(client: TestClient) -> None:
+def test_history_actor_of_the_default_client_is_its_admin(client: TestClient) -> None:
     lid = apply(client)
     act(client, lid, "refuse")
-    assert [e["actor"] for e in history(client, lid)] == ["anonymous", "anonymous"]
+    assert [e["actor"] for e in history(client, lid)] == ["test-admin", "test-admin"]
 
 
 def test_history_keeps_the_note(client: TestClient) -> None:
@@ -389,22 +389,65 @@ def _events(conn: Connection, lid: int) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in rows]
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "UPDATE licence_events SET actor = 'forger' WHERE licence_id = :id",
-        "UPDATE licence_events SET after = NULL WHERE licence_id = :id",
-        "DELETE FROM licence_events WHERE licence_id = :id",
-        "TRUNCATE licence_events",
-        "TRUNCATE licence_events CASCADE",
-    ],
-)
-def test_event_log_is_append_only(client: TestClient, conn: Connection, statement: str) -> None:
+APPEND_ONLY_ATTEMPTS = [
+    "UPDATE licence_events SET actor = 'forger' WHERE licence_id = :id",
+    "UPDATE licence_events SET after = NULL WHERE licence_id = :id",
+    "DELETE FROM licence_events WHERE licence_id = :id",
+    "TRUNCATE licence_events",
+    "TRUNCATE licence_events CASCADE",
+]
+
+
+@pytest.mark.parametrize("statement", APPEND_ONLY_ATTEMPTS)
+def test_event_log_is_append_only_for_the_service_role(
+    client: TestClient, conn: Connection, statement: str
+) -> None:
+    """The role the service and the CLI act as lacks the privilege: PostgreSQL refuses
+    before any trigger runs."""
     lid = apply(client)
     act(client, lid, "refuse")
     before = _events(conn, lid)
     assert len(before) == 2
-    with pytest.raises(DBAPIError, match="append-only"), conn.begin_nested():
+    assert conn.execute(text("SELECT current_user")).scalar() == "cadastre_service"
+    with (
+        pytest.raises(DBAPIError, match="permission denied for table licence_events"),
+        conn.begin_nested(),
+    ):
         conn.execute(text(statement), {"id": lid})
     # The outer transaction survives and the log is untouched.
     assert _events(conn, lid) == before
+
+
+@pytest.mark.parametrize("statement", APPEND_ONLY_ATTEMPTS)
+def test_event_log_is_append_only_even_for_its_owner(
+    client: TestClient, conn: Connection, statement: str
+) -> None:
+    """Behind the privileges a trigger refuses the same to the owner (who migrates)."""
+    lid = apply(client)
+    act(client, lid, "refuse")
+    before = _events(conn, lid)
+    with pytest.raises(DBAPIError, match="append-only"), conn.begin_nested():
+        conn.execute(text("SET LOCAL ROLE NONE"))  # undone with the savepoint
+        assert conn.execute(text("SELECT current_user")).scalar() != "cadastre_service"
+        conn.execute(text(statement), {"id": lid})
+    assert conn.execute(text("SELECT current_user")).scalar() == "cadastre_service"
+    assert _events(conn, lid) == before
+
+
+def test_no_role_the_service_uses_may_rewrite_the_event_log(conn: Connection) -> None:
+    """The service role may read and append, nothing else; the login role acts only
+    through it (every connection of the service and the CLI sets it)."""
+    granted = {
+        p: conn.execute(
+            text("SELECT has_table_privilege('cadastre_service', 'licence_events', :p)"),
+            {"p": p},
+        ).scalar()
+        for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+    }
+    assert granted == {
+        "SELECT": True,
+        "INSERT": True,
+        "UPDATE": False,
+        "DELETE": False,
+        "TRUNCATE": False,
+    }

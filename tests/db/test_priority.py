@@ -32,7 +32,7 @@ from cadastre.domain.geometry import intake
 from cadastre.errors import Conflict
 from cadastre.rules import RuleBook
 from cadastre.settings import Settings
-from tests.live import live_server, scratch_database
+from tests.live import admin_headers, live_server, scratch_database
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 N = 24  # concurrent actors in every race (>= 20)
@@ -50,6 +50,10 @@ RECEIPT_HTTP = {"PK-PB": (72.50, 31.00), "PK-GB": (74.50, 36.00)}
 
 
 # ------------------------------------------------------------------------- fixtures
+
+
+#: Sign-in of the live server's writes (an admin's API key), set by the ``server`` fixture.
+HEADERS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ def prio(cluster: LocalCluster) -> Iterator[PrioDb]:
 @pytest.fixture(scope="module")
 def server(prio: PrioDb) -> Iterator[str]:
     """The real service on a free local port (uvicorn in a background thread)."""
+    HEADERS.update(admin_headers(prio.url))
     with live_server(create_app(Settings(environment="test", database_url=prio.url))) as url:
         yield url
 
@@ -238,16 +243,16 @@ def _feature(geom: Any, **props: Any) -> dict[str, Any]:
 
 
 def _post(base: str, geom: Any, **props: Any) -> dict[str, Any]:
-    r = httpx.post(f"{base}/licences", json=_feature(geom, **props), timeout=30)
+    r = httpx.post(f"{base}/licences", json=_feature(geom, **props), headers=HEADERS, timeout=30)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
 
-def _grant_http(base: str, lid: int, actor: str = "officer") -> httpx.Response:
+def _grant_http(base: str, lid: int) -> httpx.Response:
     return httpx.post(
         f"{base}/licences/{lid}/transitions",
         json={"action": "grant", "expires_on": EXPIRES.isoformat()},
-        headers={"X-Actor": actor},
+        headers=HEADERS,
         timeout=30,
     )
 
@@ -292,6 +297,8 @@ def test_grant_race_library_exactly_one_wins(prio: PrioDb, rules: RuleBook) -> N
 
 def test_grant_race_http_exactly_one_200(prio: PrioDb, rules: RuleBook, server: str) -> None:
     ids = _register(prio, rules, [_candidate(g) for g in _race_squares(KP_RACE_HTTP)], "apply")
+    # Each racer signs in as an account of its own: the winner's is the event's actor.
+    racers = [admin_headers(prio.url, f"officer-{i}") for i in range(N)]
     clients: list[httpx.Client] = [httpx.Client(base_url=server, timeout=60) for _ in range(N)]
     try:
         results = _race(
@@ -299,7 +306,7 @@ def test_grant_race_http_exactly_one_200(prio: PrioDb, rules: RuleBook, server: 
             lambda i: clients[i].post(
                 f"/licences/{ids[i]}/transitions",
                 json={"action": "grant", "expires_on": EXPIRES.isoformat()},
-                headers={"X-Actor": f"officer-{i}"},
+                headers=racers[i],
             ),
         )
     finally:
@@ -405,7 +412,7 @@ def test_receipts_concurrent_http(prio: PrioDb, server: str) -> None:
             lambda i: clients[i].post(
                 "/licences",
                 json=_feature(plan[i][1], province=plan[i][0], holder=f"Receipt Web Co {i}"),
-                headers={"X-Actor": f"clerk-{i}"},
+                headers=HEADERS,
             ),
         )
     finally:

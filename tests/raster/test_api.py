@@ -14,6 +14,7 @@ from rio_cogeo.cogeo import cog_validate
 from api.app import create_app
 from cadastre.settings import Settings
 from tests.conftest import SavepointDatabase
+from tests.live import ADMIN
 from tests.raster.conftest import write_raster
 
 FIELDS = {
@@ -24,7 +25,7 @@ FIELDS = {
     "licence": "CC0-1.0",
     "units": "nT",
 }
-ACTOR = {"X-Actor": "officer.quetta"}
+ACTOR = ADMIN  # filled when the session database is made
 
 
 def upload(
@@ -50,7 +51,7 @@ def test_upload_list_get_delete(rclient: TestClient, source: Path, raster_dir: P
     entry = r.json()
     assert entry["slug"] == "upload_test"
     assert entry["synthetic"] is True
-    assert entry["loaded_by"] == "officer.quetta"
+    assert entry["loaded_by"] == "test-admin"  # the signed-in account
     stored = raster_dir / entry["raster"]["path"]
     assert leftovers(raster_dir) == [stored.name]  # the upload's temporary file is gone
     assert cog_validate(str(stored), quiet=True)[0]
@@ -78,12 +79,30 @@ def test_upload_of_existing_slug_is_409_naming_it(rclient: TestClient, source: P
     assert r.json()["name"] == "second"
 
 
-def test_upload_needs_the_actor(rclient: TestClient, source: Path, raster_dir: Path) -> None:
-    r = upload(rclient, source, headers={})
-    assert r.status_code == 422
-    assert r.json()["field"] == "x-actor"
-    assert rclient.delete("/rasters/upload_test").status_code == 422
-    assert leftovers(raster_dir) == []
+def test_upload_needs_a_geologist_or_admin(
+    raster_settings: Settings,
+    db: SavepointDatabase,
+    credentials: Any,
+    source: Path,
+    raster_dir: Path,
+) -> None:
+    """Anonymous: 401 before the body is read; an officer: 403 naming the rule; nothing
+    is written either way. A geologist may load and remove a raster."""
+    with TestClient(create_app(raster_settings, db=db)) as anon:
+        r = upload(anon, source, headers={})
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert anon.delete("/rasters/upload_test").status_code == 401
+        officer = credentials("officer", "PK-BA")
+        r = upload(anon, source, headers=officer)
+        assert r.status_code == 403, r.text
+        assert r.json()["where"]["rule"] == "survey_writers"
+        assert leftovers(raster_dir) == []
+        assert anon.get("/rasters/upload_test").status_code == 404
+        geologist = credentials("geologist")
+        assert upload(anon, source, headers=geologist).status_code == 201
+        assert anon.delete("/rasters/upload_test", headers=officer).status_code == 403
+        assert anon.delete("/rasters/upload_test", headers=geologist).status_code == 204
 
 
 def test_bad_file_is_422_and_leaves_nothing(
@@ -129,7 +148,7 @@ def test_upload_without_a_file_or_not_multipart_is_422(rclient: TestClient) -> N
 @pytest.fixture
 def small_limit_client(raster_settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
     settings = raster_settings.model_copy(update={"raster_upload_max_bytes": 50_000})
-    with TestClient(create_app(settings, db=db)) as c:
+    with TestClient(create_app(settings, db=db), headers=ADMIN) as c:
         yield c
 
 
@@ -251,7 +270,7 @@ def test_a_refused_upload_leaves_no_temporary_file(
 
     monkeypatch.setattr(Path, "open", watched_open)
     settings = raster_settings.model_copy(update={"raster_upload_max_bytes": limit})
-    with TestClient(create_app(settings, db=db)) as c:
+    with TestClient(create_app(settings, db=db), headers=ADMIN) as c:
         r = send(c, source)
         assert r.status_code == status, r.text
         kept = [e["raster"]["path"] for e in c.get("/rasters").json()["rasters"]]

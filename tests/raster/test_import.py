@@ -176,6 +176,7 @@ def test_a_failed_catalogue_write_leaves_no_file(
 ) -> None:
     # A constraint (rolled back with the test) makes the row insert fail after the COG
     # was written: the temporary file must go with the transaction.
+    conn.execute(text("SET LOCAL ROLE NONE"))  # the owner alters tables, not the service
     conn.execute(
         text("ALTER TABLE survey_layers ADD CONSTRAINT test_refuse CHECK (name <> 'refuse me')")
     )

@@ -29,6 +29,7 @@ from api.app import create_app
 from api.routers import survey as survey_router
 from cadastre.settings import Settings
 from tests.conftest import SavepointDatabase
+from tests.live import ADMIN
 
 # Geochemical samples near Reko Diq (Chagai), in lon/lat.
 LONS = [62.40, 62.45, 62.50, 62.55]
@@ -126,7 +127,6 @@ def upload(client: TestClient, path: Path, **fields: Any) -> httpx.Response:
             "/survey/layers",
             data=data,
             files={"file": (path.name, fh)},
-            headers={"X-Actor": "geologist.quetta"},
         )
 
 
@@ -164,7 +164,7 @@ def test_every_format_loads_points_and_attributes(
     assert entry["feature_count"] == 4
     assert entry["geometry_type"] == "Point"
     assert entry["storage"] == "vector"
-    assert entry["loaded_by"] == "geologist.quetta"
+    assert entry["loaded_by"] == "test-admin"  # the signed-in account
     assert entry["extent"] == pytest.approx([62.40, 28.95, 62.55, 29.02])
     rows = stored(conn, "rd_samples")
     assert [r["fid"] for r in rows] == [1, 2, 3, 4]
@@ -597,7 +597,7 @@ def test_an_upload_over_the_limit_is_413_naming_it(
     assert path.stat().st_size > 1024 * 1024
     small = settings.model_copy(update={"max_upload_mb": 1})
     before = written(conn)
-    with TestClient(create_app(small, db=db)) as c:
+    with TestClient(create_app(small, db=db), headers=ADMIN) as c:
         r = upload(c, path)
         assert r.status_code == 413
         assert "limit of 1 MB" in r.json()["detail"]
@@ -663,7 +663,7 @@ def test_a_streamed_upload_without_length_over_the_limit_is_413_and_writes_nothi
 ) -> None:
     small = settings.model_copy(update={"max_upload_mb": 1})
     before = written(conn)
-    with TestClient(create_app(small, db=db)) as c:
+    with TestClient(create_app(small, db=db), headers=ADMIN) as c:
         body, ctype = multipart_stream(FIELDS, "big.csv", csv_rows(size))
         r = post_streamed(c, "/survey/layers", body, ctype, "geologist.quetta")
         assert r.status_code == 413, r.text
@@ -736,7 +736,7 @@ def test_a_refused_upload_leaves_no_temporary_file(
     files.mkdir()
     (files / "x.dwg").write_bytes(b"\x00\x01")
     small = settings.model_copy(update={"max_upload_mb": 1})
-    with TestClient(create_app(small, db=db)) as c:
+    with TestClient(create_app(small, db=db), headers=ADMIN) as c:
         r = send(c, files)
     assert r.status_code == status, r.text
     if reaches_disk:  # the upload was copied to a folder of the temporary directory watched
@@ -761,7 +761,7 @@ def test_catalogue_lists_describes_and_deletes(
     assert entry["licence"] == "CC BY 4.0"
     assert {"name": "sample_id", "type": "string"} in entry["attributes"]
     assert date.fromisoformat(entry["loaded_at"][:10])
-    r = client.delete("/survey/layers/rd_samples", headers={"X-Actor": "geologist.quetta"})
+    r = client.delete("/survey/layers/rd_samples")
     assert r.status_code == 204
     assert written(conn) == (0, 0)
     assert client.get("/survey/layers/rd_samples").status_code == 404
@@ -807,7 +807,7 @@ def test_a_layer_with_more_features_than_allowed_is_refused(
     settings: Settings, db: SavepointDatabase, conn: Connection, tmp_path: Path
 ) -> None:
     limited = settings.model_copy(update={"max_import_features": 3})
-    with TestClient(create_app(limited, db=db)) as c:
+    with TestClient(create_app(limited, db=db), headers=ADMIN) as c:
         before = written(conn)
         r = upload(c, write_gpkg(samples(), tmp_path))  # four samples
         assert r.status_code == 422, r.text

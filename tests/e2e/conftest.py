@@ -39,7 +39,6 @@ class Portal:
     db_url: str
     engine: Engine
     raster_dir: Path
-    has_accounts: bool
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -68,11 +67,10 @@ def portal(cluster: LocalCluster) -> Iterator[Portal]:
         try:
             settings = Settings(environment="test", database_url=url, raster_dir=Path(rasters))
             app = create_app(settings)
-            here = Portal("", url, engine, Path(rasters), False)
+            here = Portal("", url, engine, Path(rasters))
             here.cli("load-sample")
-            accounts = any(getattr(r, "path", None) == "/auth/token" for r in app.routes)
             with live_server(app, "uvicorn-portal-e2e") as base:
-                yield Portal(base, url, engine, Path(rasters), accounts)
+                yield Portal(base, url, engine, Path(rasters))
         finally:
             engine.dispose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from tqdm import tqdm
 
 from cadastre import auth, logs
+from cadastre.db import accounts
 from cadastre.db.engine import Database, database_url, local_cluster, make_engine
 from cadastre.db.jurisdictions import load_jurisdictions
 from cadastre.db.migrate import upgrade
@@ -598,6 +600,154 @@ def serve(
         )
     finally:
         logs.shutdown()
+
+
+# -------------------------------------------------------------------- accounts
+
+users_app = typer.Typer(help="Accounts: add, list, disable; API keys of machine clients.")
+app.add_typer(users_app, name="users")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.")
+users_app.add_typer(keys_app, name="keys")
+
+
+def _password(from_stdin: bool, prompt: bool) -> str | None:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if prompt:
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+def _users(action: Any) -> Any:
+    """Run ``action(conn)`` in one transaction; a refusal is a one-line error."""
+    db = _database(_settings())
+    try:
+        with db.begin() as conn:
+            return action(conn)
+    except CadastreError as exc:
+        _fail(exc.message)
+    finally:
+        db.dispose()
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name: a-z, 0-9, . _ @ -")],
+    role: Annotated[str, typer.Option(help="geologist, officer or admin")],
+    province: Annotated[
+        str | None, typer.Option(help="An officer's province (name or ISO code, e.g. PK-PB)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="A machine account: signs in by API key only")
+    ] = False,
+) -> None:
+    """Add an account. People get a password (asked twice, or --password-stdin)."""
+    password = _password(password_stdin, prompt=not no_password)
+    account = _users(
+        lambda conn: accounts.add_account(
+            conn,
+            username,
+            role,
+            province=province,
+            password=password,
+            display_name=name,
+            created_by="cli",
+        )
+    )
+    where = f" of {account.province}" if account.province else ""
+    typer.echo(f"added {account.username}: {account.role}{where}")
+
+
+@users_app.command("first-admin")
+def users_first_admin(
+    username: Annotated[str, typer.Option(help="Name of the first admin")] = "admin",
+) -> None:
+    """Create the first admin when the register has no active admin (set-up runs this):
+    a random password is written to <data_dir>/first-admin-password (mode 600), never
+    printed. Does nothing when an admin exists."""
+    settings = _settings()
+    secret_file = settings.data_dir / "first-admin-password"
+
+    def create(conn: Any) -> bool:
+        if accounts.count_admins(conn) > 0:
+            return False
+        password = secrets.token_urlsafe(18)
+        accounts.add_account(conn, username, "admin", password=password, created_by="set-up")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(f"{username}\n{password}\n")
+        return True
+
+    if _users(create):
+        typer.echo(
+            f"created the first admin {username!r}; its password is in {secret_file} "
+            "(sign in, then change it with `cadastre users password`)"
+        )
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """Every account: name, role, province, whether disabled."""
+    rows = _users(accounts.list_accounts)
+    for a in rows:
+        if as_json:
+            typer.echo(json.dumps(a.to_dict()))
+        else:
+            state = "disabled" if a.disabled_at else "active"
+            typer.echo(f"{a.username}\t{a.role}\t{a.province or '-'}\t{state}")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str,
+    enable: Annotated[bool, typer.Option("--enable", help="Enable it again instead")] = False,
+) -> None:
+    """Disable an account: its tokens and keys stop working (within seconds)."""
+    account = _users(lambda conn: accounts.set_disabled(conn, username, not enable))
+    typer.echo(f"{account.username}: {'disabled' if account.disabled_at else 'enabled'}")
+
+
+@users_app.command("password")
+def users_password(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Set an account's password."""
+    password = _password(password_stdin, prompt=True) or ""
+    _users(lambda conn: accounts.set_password(conn, username, password))
+    typer.echo(f"{username}: password set")
+
+
+@keys_app.command("create")
+def keys_create(
+    username: str,
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. 'QGIS at Quetta office'")],
+) -> None:
+    """Create an API key for the account; it is printed once and cannot be shown again."""
+    key, listing = _users(lambda conn: accounts.create_key(conn, username, name))
+    typer.echo(f"created key {listing['prefix']}… for {listing['account']}", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(username: Annotated[str | None, typer.Argument()] = None) -> None:
+    """API keys (their prefixes, never the keys) of one account or all."""
+    for k in _users(lambda conn: accounts.list_keys(conn, username)):
+        state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "live"
+        typer.echo(f"{k['prefix']}\t{k['account']}\t{k['name']}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, from list")]) -> None:
+    """Revoke an API key."""
+    _users(lambda conn: accounts.revoke_key(conn, prefix))
+    typer.echo(f"revoked {prefix}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import shapely
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.auth import WhoDep
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam
 from api.schemas import GEOMETRY_DOC, errors
@@ -93,6 +94,7 @@ def _format(request: Request, f: str | None) -> str:
 )
 def aoi_report(
     request: Request,
+    who: WhoDep,
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
@@ -126,6 +128,7 @@ def aoi_report(
             timezone=settings.register_timezone,
             tolerance_m2=settings.overlap_tolerance_m2,
             raster_stats=_raster_stats(settings.rasters),
+            unpublished=who.unpublished_scope,
         )
     if fmt == "geojson":
         return JSONResponse(aoi.geojson(rep), media_type=GEOJSON)

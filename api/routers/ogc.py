@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.auth import WhoDep
 from api.caching import cached_extent, etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
 from api.limits import check_bbox_area
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors, query_param
+from cadastre.auth import Principal
 from cadastre.db import cql2
 from cadastre.db import features as feat
 from cadastre.db.engine import Database
@@ -358,7 +360,7 @@ def _names(c: feat.Collection, value: str, field: str) -> list[str]:
     return names
 
 
-def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQuery:
+def _query(request: Request, c: feat.Collection, settings: Any, who: Principal) -> feat.ItemsQuery:
     p = request.query_params
     crs_srid, crs_flip = _crs(p.get("crs"), "crs")
     bbox_srid, bbox_flip = _crs(p.get("bbox-crs"), "bbox-crs")
@@ -395,6 +397,7 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
         offset=_int(request, "offset", 0, 0, 10_000_000),
         crs_srid=crs_srid,
         crs_flip=crs_flip,
+        unpublished=who.unpublished_scope,
     )
 
 
@@ -416,12 +419,15 @@ def get_items(
     request: Request,
     db: DbDep,
     settings: SettingsDep,
+    who: WhoDep,
 ) -> Response:
     """Features as GeoJSON: bbox, datetime, CQL2 filter, properties, sortby, crs, paging;
-    for licences also `status`, `type`, `province` and `mineral` (comma-separated lists)."""
+    for licences also `status`, `type`, `province` and `mineral` (comma-separated lists).
+    Licence applications held back from the public register are shown only to their
+    province's officers and admins."""
     _check_params(request, ITEMS_PARAMS)
     c = _collection(db, collectionId)
-    q = _query(request, c, settings)
+    q = _query(request, c, settings, who)
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
@@ -482,6 +488,7 @@ def get_item(
     featureId: str,
     request: Request,
     db: DbDep,
+    who: WhoDep,
 ) -> Response:
     """One feature as GeoJSON, in the requested CRS."""
     _check_params(request, ITEM_PARAMS)
@@ -492,6 +499,7 @@ def get_item(
         crs_srid=srid,
         crs_flip=flip,
         properties=tuple(_names(c, props, "properties")) if props else None,
+        unpublished=who.unpublished_scope,
     )
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.auth import WhoDep
 from api.caching import (
     CACHE_CONTROL,
     Tile,
@@ -22,6 +23,7 @@ from api.caching import (
 )
 from api.deps import DbDep, strict_query
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors
+from cadastre.auth import Principal
 from cadastre.db import cql2, generation, tiles
 from cadastre.db.engine import Database
 from cadastre.db.features import get_collection
@@ -81,7 +83,9 @@ def _resolve(
     return replace(query, cql=cond, collection=c)
 
 
-async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind: str) -> Response:
+async def _tile(
+    request: Request, collection: str, z: int, x: int, y: int, kind: str, who: Principal
+) -> Response:
     """A tile through the validators and the cache: 304, cached bytes, or PostGIS.
 
     A cache hit touches no database and no thread: the generation comes from
@@ -91,6 +95,9 @@ async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind:
     if collection not in tiles.LAYERS and not SLUG_RULE.match(collection):
         tiles.layer(collection)  # not found; a survey layer is found (or not) with its tile
     query, tree = _query(request, collection)
+    if collection == "licences" and who.unpublished_scope is not None:
+        # Officers and admins also see applications held back from the public register.
+        query = replace(query, unpublished=who.unpublished_scope)
     db: Database = request.app.state.db
     gen = db.generation.known()
     if gen is None:
@@ -144,10 +151,12 @@ def _make(
     responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}, **errors(400, 404)},
     openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
-async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
+async def mvt_tile(
+    collection: str, z: int, x: int, y: int, request: Request, who: WhoDep
+) -> Response:
     """One XYZ tile (WebMercatorQuad) as MVT, made by PostGIS; each zoom holds what the docs
     of the tile layers say (below zoom 9: large licences plus a `licence_density` layer)."""
-    return await _tile(request, collection, z, x, y, "mvt")
+    return await _tile(request, collection, z, x, y, "mvt", who)
 
 
 @router.get(
@@ -161,10 +170,12 @@ async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) ->
     },
     openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
-async def geojson_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
+async def geojson_tile(
+    collection: str, z: int, x: int, y: int, request: Request, who: WhoDep
+) -> Response:
     """One XYZ tile as GeoJSON: clipped to the tile plus a small buffer, simplified, lon/lat.
     Below zoom 9 density cells are features with `"layer": "licence_density"`."""
-    return await _tile(request, collection, z, x, y, "geojson")
+    return await _tile(request, collection, z, x, y, "geojson", who)
 
 
 def _tilejson(request: Request, collection: str, db: Any) -> Response:
@@ -378,6 +389,7 @@ async def ogc_tile(
     tileRow: int,
     tileCol: int,
     request: Request,
+    who: WhoDep,
 ) -> Response:
     """The same tile as `/tiles/{collection}/{z}/{x}/{y}.mvt` (row = y, column = x)."""
-    return await _tile(request, collectionId, tileMatrix, tileCol, tileRow, "mvt")
+    return await _tile(request, collectionId, tileMatrix, tileCol, tileRow, "mvt", who)

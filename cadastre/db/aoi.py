@@ -61,6 +61,7 @@ _LICENCES_SQL = text(
            ST_Area(x.ig::geography) AS m2, ST_AsGeoJSON(ST_ForcePolygonCCW(x.ig), 7) AS piece
     FROM a
     JOIN licences l ON l.geom && a.g AND ST_Intersects(l.geom, a.g)
+        AND (l.published OR CAST(:scope AS text) = '*' OR l.province_code = CAST(:scope AS text))
     JOIN parties p ON p.id = l.holder_id
     CROSS JOIN LATERAL (
         SELECT CASE WHEN ST_Contains(a.g, l.geom) THEN l.geom
@@ -228,11 +229,19 @@ def report(
     timezone: str,
     tolerance_m2: float = 100.0,
     raster_stats: RasterStats | None = None,
+    unpublished: str | None = None,
 ) -> AoiReport:
-    """The report for ``geometry`` (a shapely MultiPolygon in EPSG:4326)."""
+    """The report for ``geometry`` (a shapely MultiPolygon in EPSG:4326), of the register
+    as a reader who sees the ``unpublished`` applications (None, a province or "*") sees it."""
     now = datetime.now(UTC)
     ground = overlaps.check(
-        conn, geometry, rules=rules, received_at=now, timezone=timezone, tolerance_m2=tolerance_m2
+        conn,
+        geometry,
+        rules=rules,
+        received_at=now,
+        timezone=timezone,
+        tolerance_m2=tolerance_m2,
+        unpublished=unpublished,
     )
     aoi_m2 = ground.area_km2 * 1e6
     wkb = str(shapely.to_wkb(shapely.set_srid(geometry, 4326), hex=True, include_srid=True))
@@ -240,7 +249,7 @@ def report(
     licences: list[dict[str, Any]] = []
     touching: list[dict[str, Any]] = []
     pieces: dict[int, dict[str, Any]] = {}
-    for r in conn.execute(_LICENCES_SQL, {"wkb": wkb}).mappings():
+    for r in conn.execute(_LICENCES_SQL, {"wkb": wkb, "scope": unpublished}).mappings():
         entry = {
             "id": r["id"],
             "licence_no": r["licence_no"],

@@ -95,6 +95,7 @@ def _licences() -> FromClause:
             v.c.granted_on,
             v.c.expires_on,
             v.c.minerals.label("_minerals"),  # for the mineral filter; not a property
+            v.c.published.label("_published"),  # who may see it; not a property
             v.c.geom,
         )
         .join(parties, parties.c.id == v.c.holder_id)
@@ -278,6 +279,8 @@ class ItemsQuery:
     offset: int = 0
     crs_srid: int = 4326
     crs_flip: bool = False
+    #: Unpublished applications the reader sees: None, a province code, or "*" (all).
+    unpublished: str | None = None
 
 
 @dataclass(frozen=True)
@@ -288,8 +291,19 @@ class ItemsPage:
     has_more: bool
 
 
+def visible(c: Collection, unpublished: str | None) -> list[ColumnElement[bool]]:
+    """What of collection ``c`` a reader may see: of the licences, the published ones and
+    the unpublished applications in ``unpublished`` (None, a province code or "*")."""
+    if c.id != "licences" or unpublished == "*":
+        return []
+    published = c.column("_published")
+    if unpublished is None:
+        return [published]
+    return [or_(published, c.column("province_code") == unpublished)]
+
+
 def _conditions(c: Collection, q: ItemsQuery) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
+    conds: list[ColumnElement[bool]] = visible(c, q.unpublished)
     geom = c.column("geom")
     if q.bbox is not None:
         minx, miny, maxx, maxy = q.bbox
@@ -401,7 +415,9 @@ def item(conn: Connection, c: Collection, feature_id: str, q: ItemsQuery) -> str
         except ValueError:
             raise NotFound(f"no feature {feature_id!r} in {c.id}", field="featureId") from None
     found = conn.execute(
-        select(_feature_text(c, q)).select_from(c.source).where(id_col == key)
+        select(_feature_text(c, q))
+        .select_from(c.source)
+        .where(id_col == key, *visible(c, q.unpublished))
     ).scalar_one_or_none()
     if found is None:
         raise NotFound(f"no feature {feature_id!r} in {c.id}", field="featureId")
@@ -409,8 +425,10 @@ def item(conn: Connection, c: Collection, feature_id: str, q: ItemsQuery) -> str
 
 
 def extent(conn: Connection, c: Collection) -> tuple[float, float, float, float] | None:
-    """Bounding box of the collection in WGS 84 lon/lat."""
-    box = conn.execute(select(func.ST_Extent(c.column("geom"))).select_from(c.source)).scalar()
+    """Bounding box of the collection in WGS 84 lon/lat (of what the public sees)."""
+    box = conn.execute(
+        select(func.ST_Extent(c.column("geom"))).select_from(c.source).where(*visible(c, None))
+    ).scalar()
     if box is None:
         return None
     inner = str(box)[4:-1].replace(",", " ").split()

@@ -221,12 +221,15 @@ class TileQuery:
     cql: ColumnElement[bool] | None = None  # over the items collection's columns
     cql_key: str = ""  # the canonical CQL2 JSON, for cache keys
     collection: Collection | None = None  # the items collection the CQL2 refers to
+    #: Unpublished applications the reader sees besides the public register: None, a
+    #: province code or "*" (all). Their tiles are made apart from the public ones.
+    unpublished: str | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.plain) or self.cql is not None
+        return bool(self.plain) or self.cql is not None or self.unpublished is not None
 
     def key(self) -> str:
-        return f"{self.plain.key()}|{self.cql_key}"
+        return f"{self.plain.key()}|{self.cql_key}|{self.unpublished or ''}"
 
 
 # --------------------------------------------------------------------------- SQL
@@ -254,6 +257,11 @@ def _licence_where(q: TileQuery) -> tuple[str, dict[str, Any]]:
     """Extra WHERE text (starting with AND) over ``licences l`` for the request's filters."""
     parts: list[str] = []
     params: dict[str, Any] = {}
+    if q.unpublished is None:
+        parts.append("l.published")
+    elif q.unpublished != "*":
+        parts.append("(l.published OR l.province_code = %(viewer_province)s)")
+        params["viewer_province"] = q.unpublished
     plain = q.plain.where(
         literal_column("l.status"),
         literal_column("l.licence_type"),
@@ -291,7 +299,8 @@ def _density_counts(z: int, q: TileQuery) -> tuple[str, dict[str, Any]]:
                   AND cy BETWEEN {lo_y} AND {lo_y} + {hi}""",
             {},
         )
-    if q.cql is None and not q.plain.minerals:
+    if q.cql is None and not q.plain.minerals and q.unpublished is None:
+        # The stored cells count published licences only: the public's view.
         where, params = _compile(
             and_(
                 *q.plain.conditions(
@@ -315,7 +324,7 @@ def _density_counts(z: int, q: TileQuery) -> tuple[str, dict[str, Any]]:
                 SELECT c.cx >> {shift} AS cx, c.cy >> {shift} AS cy,
                        1 AS n, l.status, l.area_km2
                 FROM licences l, b, LATERAL {finest_cell("l.geom")} AS c
-                WHERE l.geom && ST_Transform(b.envm, 4326) AND l.minzoom > {z}{where}
+                WHERE l.geom_mid && b.envm AND l.minzoom > {z}{where}
             ) AS cells
             WHERE cx BETWEEN {lo_x} AND {lo_x} + {hi} AND cy BETWEEN {lo_y} AND {lo_y} + {hi}
             GROUP BY cx, cy""",

@@ -7,6 +7,7 @@ import json
 import secrets
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,11 +18,14 @@ from tqdm import tqdm
 from cadastre import auth, logs
 from cadastre.db import accounts
 from cadastre.db.engine import Database, database_url, local_cluster, make_engine
+from cadastre.db.generation import lock_for_write
 from cadastre.db.jurisdictions import load_jurisdictions
+from cadastre.db.licences import BulkSelection, bulk_transition, ids_of_numbers, select_licences
 from cadastre.db.migrate import upgrade
 from cadastre.db.overlaps import AuditRow, audit
 from cadastre.db.reserved import load_reserved_areas
 from cadastre.db.tables import licences
+from cadastre.domain.provinces import province_code
 from cadastre.errors import CadastreError, ImportRejected
 from cadastre.ingest import import_licences, read_licence_file
 from cadastre.rules import RuleBook
@@ -402,6 +406,111 @@ def import_licences_cmd(
 ) -> None:
     """Import licences from a file; all or nothing unless --skip-invalid."""
     _import(file, crs, actor=actor, skip=skip_invalid, repair=repair, report_file=report)
+
+
+# ------------------------------------------------------------------ transition
+
+
+def _read_selection_file(path: Path) -> tuple[list[int], list[str]]:
+    """Licence ids or numbers from a CSV with an ``id`` or ``licence_no`` column, or a
+    plain list of ids, one a line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    header = [h.strip().lower() for h in next(csv.reader(lines[:1]), [])]
+    column = next((c for c in ("id", "licence_id", "licence_no") if c in header), None)
+    if column is None:
+        values = [ln.strip() for ln in lines if ln.strip()]
+        if not all(v.isdigit() for v in values):
+            _fail(f"{path}: expected a CSV with an id or licence_no column, or one id a line")
+        return [int(v) for v in values], []
+    rows = [r[header.index(column)].strip() for r in csv.reader(lines[1:]) if r]
+    if column == "licence_no":
+        return [], rows
+    bad = next((v for v in rows if not v.isdigit()), None)
+    if bad is not None:
+        _fail(f"{path}: {bad!r} is not a licence id")
+    return [int(v) for v in rows], []
+
+
+@app.command("transition")
+def transition_cmd(
+    action: Annotated[str, typer.Argument(help="surrender, cancel, expire or refuse")],
+    account: Annotated[
+        str,
+        typer.Option(
+            "--as",
+            help="The admin or officer account acting (its name goes to the event log; an "
+            "officer acts on licences of its province only)",
+        ),
+    ],
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="CSV with an id or licence_no column, or one id a line"),
+    ] = None,
+    province: Annotated[str | None, typer.Option(help="Licences of this province")] = None,
+    status: Annotated[str | None, typer.Option(help="Licences with this status")] = None,
+    licence_type: Annotated[str | None, typer.Option(help="Licences of this type")] = None,
+    expired_before: Annotated[
+        str | None, typer.Option(help="Titles whose expires_on is before this date (ISO)")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with every event")] = None,
+) -> None:
+    """Apply one lifecycle action to many licences in one transaction; all or nothing."""
+    settings = _settings()
+    started = time.perf_counter()
+    if (file is None) == (not (province or status or licence_type or expired_before)):
+        _fail("give either --file or filters (--province, --status, --licence-type, ...)")
+    ids, numbers = _read_selection_file(file) if file is not None else ([], [])
+    db = _database(settings)
+    bar: tqdm[Any] | None = None
+    try:
+        with db.begin() as conn:
+            who = accounts.by_username(conn, accounts.normal_username(account)).principal
+            auth.require_signed_in(who)
+            lock_for_write(conn)  # the selection and the change see the same register
+            if numbers:
+                ids = ids_of_numbers(conn, numbers)
+            elif file is None:
+                ids = select_licences(
+                    conn,
+                    BulkSelection(
+                        province=province_code(province) if province else None,
+                        status=status,
+                        licence_type=licence_type,
+                        expired_before=date.fromisoformat(expired_before)
+                        if expired_before
+                        else None,
+                    ),
+                )
+            if not ids:
+                typer.echo("no licences selected; nothing was changed")
+                return
+            bar = tqdm(total=len(ids), unit="licence", desc=f"{action}", file=sys.stderr)
+            done = bulk_transition(
+                conn,
+                ids,
+                action,
+                actor=who.actor,
+                who=who,
+                note=note,
+                timezone=settings.register_timezone,
+                progress=bar.update,
+            )
+    except CadastreError as exc:
+        if bar is not None:
+            bar.close()
+        _fail(exc.message)
+    except ValueError as exc:  # a malformed --expired-before
+        _fail(str(exc))
+    if bar is not None:
+        bar.close()
+    per = ", ".join(f"{code} {n}" for code, n in done.items())
+    typer.echo(
+        f"{action}: {sum(done.values())} licences ({per}) as {who.actor}, "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 # ---------------------------------------------------------------------- export

@@ -16,6 +16,8 @@ For an area of interest (a MultiPolygon in EPSG:4326) the report gives
 * per raster survey layer, the statistics of the pixels it covers (given by a
   caller-supplied function, so this module does not read rasters itself).
 
+Survey layers are those the caller may read (:mod:`cadastre.survey.access`).
+
 Areas are geodesic (PostGIS ``geography``, WGS 84) of the planar lon/lat
 intersections, the shapes the register stores.
 """
@@ -31,6 +33,7 @@ from typing import Any
 import shapely
 from sqlalchemy import Connection, text
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db import overlaps
 from cadastre.rules import RuleBook
 
@@ -76,7 +79,7 @@ _LAYERS_SQL = text(
     SELECT s.id, s.slug, s.name, s.kind, s.storage, s.synthetic, s.source, s.licence,
            s.geometry_type, s.attributes, s.raster
     FROM survey_layers s, a
-    WHERE s.extent IS NULL OR s.extent && a.g
+    WHERE (s.extent IS NULL OR s.extent && a.g) AND (s.public OR :all_layers)
     ORDER BY s.storage DESC, s.slug
     """
 )
@@ -228,8 +231,10 @@ def report(
     timezone: str,
     tolerance_m2: float = 100.0,
     raster_stats: RasterStats | None = None,
+    who: Principal = PUBLIC,
 ) -> AoiReport:
-    """The report for ``geometry`` (a shapely MultiPolygon in EPSG:4326)."""
+    """The report for ``geometry`` (a shapely MultiPolygon in EPSG:4326), with the survey
+    layers ``who`` may read."""
     now = datetime.now(UTC)
     ground = overlaps.check(
         conn, geometry, rules=rules, received_at=now, timezone=timezone, tolerance_m2=tolerance_m2
@@ -276,7 +281,8 @@ def report(
     ]
     vectors: list[dict[str, Any]] = []
     rasters: list[dict[str, Any]] = []
-    for row in conn.execute(_LAYERS_SQL, {"wkb": wkb}).mappings():
+    every_layer = who.reads_restricted_layers
+    for row in conn.execute(_LAYERS_SQL, {"wkb": wkb, "all_layers": every_layer}).mappings():
         if row["storage"] == "vector":
             vectors.append(_vector_summary(conn, wkb, row, aoi_m2))
         elif raster_stats is not None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import BigInteger, Boolean, Date, Float, Numeric, Text
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.filters import LicenceFilter
 from cadastre.db.tables import (
     jurisdictions,
@@ -38,6 +39,7 @@ from cadastre.db.tables import (
     survey_layers,
 )
 from cadastre.errors import BadQuery, NotFound
+from cadastre.survey.access import visible
 
 #: Output CRSs: identifier -> (SRID, axis order flipped to lat/lon?)
 CRS_URIS: dict[str, tuple[int, bool]] = {
@@ -229,12 +231,15 @@ def survey_collection(
     )
 
 
-def survey_collections(conn: Connection, slug: str | None = None) -> dict[str, Collection]:
-    """The vector survey layers of the catalogue as collections (one, given ``slug``)."""
+def survey_collections(
+    conn: Connection, slug: str | None = None, who: Principal = PUBLIC
+) -> dict[str, Collection]:
+    """The vector survey layers of the catalogue that ``who`` may read, as collections
+    (one, given ``slug``)."""
     s = survey_layers
     query = (
         select(s.c.slug, s.c.id, s.c.name, s.c.description, s.c.attributes)
-        .where(s.c.storage == "vector")
+        .where(s.c.storage == "vector", visible(who))
         .order_by(s.c.slug)
     )
     if slug is not None:
@@ -245,20 +250,23 @@ def survey_collections(conn: Connection, slug: str | None = None) -> dict[str, C
     }
 
 
-def collections(conn: Connection | None = None) -> dict[str, Collection]:
+def collections(conn: Connection | None = None, who: Principal = PUBLIC) -> dict[str, Collection]:
     """The collections this service publishes, by id: the register's own, then,
-    given a connection, every vector survey layer in the catalogue."""
+    given a connection, every vector survey layer in the catalogue that ``who`` may read."""
     found = builtin_collections()
     if conn is not None:
-        found.update(survey_collections(conn))
+        found.update(survey_collections(conn, who=who))
     return found
 
 
-def get_collection(collection_id: str, conn: Connection | None = None) -> Collection:
-    """One collection; survey layers are looked up in the catalogue (needs ``conn``)."""
+def get_collection(
+    collection_id: str, conn: Connection | None = None, who: Principal = PUBLIC
+) -> Collection:
+    """One collection; survey layers are looked up in the catalogue (needs ``conn``), and
+    one that ``who`` may not read is not found."""
     found = builtin_collections().get(collection_id)
     if found is None and conn is not None:
-        found = survey_collections(conn, collection_id).get(collection_id)
+        found = survey_collections(conn, collection_id, who).get(collection_id)
     if found is None:
         raise NotFound(f"no collection {collection_id!r}", field="collectionId")
     return found

@@ -38,6 +38,7 @@ from cadastre.survey.vector import (
     list_layers,
     load_vector,
     read_vector,
+    set_public,
 )
 
 app = typer.Typer(help="Pakistan mining cadastre: the licence register on PostGIS.")
@@ -49,6 +50,8 @@ survey_app = typer.Typer(help="Survey layers: geology, occurrences, geochemistry
 app.add_typer(survey_app, name="survey")
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+#: Whoever runs the command line reaches the database directly: it reads every layer.
+OPERATOR = auth.Principal(role="admin", username="cli")
 
 
 def _settings() -> Settings:
@@ -152,6 +155,7 @@ SAMPLE_SURVEY = (
             licence="public domain (USGS); MIT for the MinMod conversion",
             description="Mineral deposits and occurrences in Pakistan and a 50 km buffer, "
             "from USGS global compilations.",
+            public=True,
         ),
         "pakistan_mineral_occurrences_usgs.geojson",
     ),
@@ -163,6 +167,7 @@ SAMPLE_SURVEY = (
             source="GEM Global Active Faults Database, 2017 release (Styron and Pagani 2020)",
             licence="CC BY 4.0",
             description="Active faults and fold axes touching Pakistan's 50 km buffer.",
+            public=True,
         ),
         "active_faults_gem2017.geojson",
     ),
@@ -176,6 +181,7 @@ SAMPLE_SURVEY = (
             description="SYNTHETIC geology polygons tiling part of Chagai, Balochistan, for "
             "demonstration only: not a geological map, no real unit is shown.",
             synthetic=True,
+            public=True,  # invented demo data: public, so the public map shows it
         ),
         "geology_synthetic.geojson",
     ),
@@ -229,6 +235,9 @@ def survey_import(
     licence: Annotated[str, typer.Option(help="The data licence, e.g. CC BY 4.0")],
     description: Annotated[str | None, typer.Option(help="A sentence about the layer")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Invented data")] = False,
+    public: Annotated[
+        bool, typer.Option("--public", help="Readable without signing in (open data)")
+    ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing slug")] = False,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer file")] = None,
     lon_col: Annotated[str | None, typer.Option(help="CSV longitude (x) column")] = None,
@@ -246,6 +255,7 @@ def survey_import(
         licence=licence,
         description=description,
         synthetic=synthetic,
+        public=public,
     )
     settings = _settings()
     options = ReadOptions(
@@ -265,15 +275,37 @@ def survey_list() -> None:
     """List the survey layer catalogue."""
     db = _database(_settings())
     with db.begin() as conn:
-        layers = list_layers(conn)
+        layers = list_layers(conn, OPERATOR)
     for entry in layers:
         flag = " SYNTHETIC" if entry["synthetic"] else ""
         typer.echo(
             f"{entry['slug']}\t{entry['kind']}\t{entry['storage']}\t"
+            f"{'public' if entry['public'] else 'restricted'}\t"
             f"{entry['feature_count']}\t{entry['name']}{flag}"
         )
     if not layers:
         typer.echo("no survey layers")
+
+
+@survey_app.command("visibility")
+def survey_visibility(
+    slug: Annotated[str, typer.Argument(help="The layer's slug (vector or raster)")],
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public/--restricted",
+            help="Public: anyone reads it; restricted: signed-in callers only",
+        ),
+    ],
+) -> None:
+    """Make a survey layer (vector or raster) public or restricted."""
+    db = _database(_settings())
+    try:
+        with db.begin() as conn:
+            set_public(conn, slug, public, OPERATOR)
+    except CadastreError as exc:
+        _fail(exc.message)
+    typer.echo(f"survey layer {slug} is now {'public' if public else 'restricted'}")
 
 
 @survey_app.command("delete")
@@ -299,13 +331,14 @@ SAMPLE_RASTER = rasters.RasterMeta(
     "prospects (Saindak, Reko Diq, Koh-i-Dalil, Ziarat Pir Sultan, Dasht-e-Kain); for "
     "demonstrations and tests only.",
     synthetic=True,
+    public=True,  # invented demo data: public, so the public map shows it
 )
 
 
 def _load_sample_raster(db: Database, settings: Settings, directory: Path) -> None:
     """The synthetic aeromagnetic grid, unless it is already catalogued."""
     with db.begin() as conn:
-        known = {r["slug"] for r in rasters.list_rasters(conn)}
+        known = {r["slug"] for r in rasters.list_rasters(conn, OPERATOR)}
     if SAMPLE_RASTER.slug in known:
         return
     rasters.import_raster(
@@ -614,6 +647,9 @@ def raster_import(
     units: Annotated[str | None, typer.Option(help="Units of the values, e.g. nT or m")] = None,
     description: Annotated[str | None, typer.Option(help="Free text")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Invented data")] = False,
+    public: Annotated[
+        bool, typer.Option("--public", help="Readable without signing in (open data)")
+    ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a raster of that slug")] = (
         False
     ),
@@ -630,6 +666,7 @@ def raster_import(
         units=units,
         description=description,
         synthetic=synthetic,
+        public=public,
     )
     started = time.perf_counter()
     try:
@@ -656,13 +693,14 @@ def raster_import(
 def raster_list() -> None:
     """List the raster survey layers."""
     with _database(_settings()).begin() as conn:
-        entries = rasters.list_rasters(conn)
+        entries = rasters.list_rasters(conn, OPERATOR)
     for e in entries:
         info = e["raster"]
         flag = " SYNTHETIC" if e["synthetic"] else ""
         typer.echo(
             f"{e['slug']}\t{e['kind']}\t{info['width']}x{info['height']}\t{info['crs']}\t"
-            f"{info.get('units') or ''}\t{e['name']}{flag}"
+            f"{info.get('units') or ''}\t{'public' if e['public'] else 'restricted'}\t"
+            f"{e['name']}{flag}"
         )
     if not entries:
         typer.echo("no raster survey layers", err=True)

@@ -94,10 +94,10 @@ def _format(request: Request, f: str | None) -> str:
 )
 def aoi_report(
     request: Request,
-    who: WhoDep,
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
+    who: WhoDep,
     body: Annotated[
         dict[str, Any] | str,
         Body(
@@ -117,7 +117,8 @@ def aoi_report(
     minus live exclusive titles, pending exclusive applications and reserved areas) as
     geometry and area; per vector survey layer a summary (features counted, measured and
     grouped, e.g. occurrences by commodity, geology units by area share); per raster
-    survey layer the statistics of the pixels it covers."""
+    survey layer the statistics of the pixels it covers. Survey layers not marked public
+    are reported to signed-in callers only."""
     fmt = _format(request, f)
     geometry = _area(body, crs, settings.shape_limits)
     with db.begin() as conn:
@@ -128,7 +129,7 @@ def aoi_report(
             timezone=settings.register_timezone,
             tolerance_m2=settings.overlap_tolerance_m2,
             raster_stats=_raster_stats(settings.rasters),
-            unpublished=who.unpublished_scope,
+            who=who,
         )
     if fmt == "geojson":
         return JSONResponse(aoi.geojson(rep), media_type=GEOJSON)

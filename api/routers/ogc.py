@@ -119,13 +119,13 @@ def _check_params(request: Request, allowed: set[str]) -> None:
         )
 
 
-def _collection(db: Database, collection_id: str) -> feat.Collection:
-    """A built-in collection, or a survey layer from the catalogue."""
+def _collection(db: Database, collection_id: str, who: Principal) -> feat.Collection:
+    """A built-in collection, or a survey layer from the catalogue that ``who`` may read."""
     found = feat.builtin_collections().get(collection_id)
     if found is not None:
         return found
     with db.begin() as conn:
-        return feat.get_collection(collection_id, conn)
+        return feat.get_collection(collection_id, conn, who)
 
 
 def _base(request: Request) -> str:
@@ -225,7 +225,7 @@ def _collection_doc(base: str, c: feat.Collection, box: Any) -> dict[str, Any]:
 
 
 @router.get("/collections", summary="The feature collections")
-def list_collections(request: Request, db: DbDep) -> Response:
+def list_collections(request: Request, db: DbDep, who: WhoDep) -> Response:
     """Every collection with its extent and links."""
     _check_params(request, PLAIN_PARAMS)
     base = _base(request)
@@ -237,7 +237,7 @@ def list_collections(request: Request, db: DbDep) -> Response:
             return held
         docs = [
             _collection_doc(base, c, cached_extent(request, conn, c, gen))
-            for c in feat.collections(conn).values()
+            for c in feat.collections(conn, who).values()
         ]
     body = {
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
@@ -247,12 +247,12 @@ def list_collections(request: Request, db: DbDep) -> Response:
 
 
 @router.get("/collections/{collectionId}", summary="A feature collection")
-def describe_collection(collectionId: str, request: Request, db: DbDep) -> Response:
+def describe_collection(collectionId: str, request: Request, db: DbDep, who: WhoDep) -> Response:
     """One collection: title, extent, CRSs and links."""
     _check_params(request, PLAIN_PARAMS)
     with db.begin() as conn:
         gen = db.map_generation(conn)
-        c = feat.get_collection(collectionId, conn)
+        c = feat.get_collection(collectionId, conn, who)
         etag = etag_for(request, gen)
         held = not_modified(request, etag)
         if held is not None:
@@ -262,10 +262,10 @@ def describe_collection(collectionId: str, request: Request, db: DbDep) -> Respo
 
 
 @router.get("/collections/{collectionId}/queryables", summary="Queryable properties")
-def queryables(collectionId: str, request: Request, db: DbDep) -> Response:
+def queryables(collectionId: str, request: Request, db: DbDep, who: WhoDep) -> Response:
     """JSON Schema of the properties a CQL2 filter may use."""
     _check_params(request, PLAIN_PARAMS)
-    c = _collection(db, collectionId)
+    c = _collection(db, collectionId, who)
     body = feat.queryables_schema(c, _base(request))
     if _wants_html(request):
         return _html(f"{c.title}: queryables", body)
@@ -426,7 +426,7 @@ def get_items(
     Licence applications held back from the public register are shown only to their
     province's officers and admins."""
     _check_params(request, ITEMS_PARAMS)
-    c = _collection(db, collectionId)
+    c = _collection(db, collectionId, who)
     q = _query(request, c, settings, who)
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))
@@ -492,7 +492,7 @@ def get_item(
 ) -> Response:
     """One feature as GeoJSON, in the requested CRS."""
     _check_params(request, ITEM_PARAMS)
-    c = _collection(db, collectionId)
+    c = _collection(db, collectionId, who)
     srid, flip = _crs(request.query_params.get("crs"), "crs")
     props = request.query_params.get("properties")
     q = feat.ItemsQuery(

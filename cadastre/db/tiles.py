@@ -48,6 +48,7 @@ from sqlalchemy import ColumnElement, Connection, and_, cast, literal_column, se
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import BigInteger, Boolean, Float, String
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.features import Collection
 from cadastre.db.filters import LicenceFilter
 from cadastre.db.tables import (
@@ -70,6 +71,7 @@ __all__ = [
     "tile",
 ]
 from cadastre.errors import BadQuery, NotFound
+from cadastre.survey.access import visible
 
 EXTENT = 4096
 BUFFER = 64
@@ -159,8 +161,9 @@ def _braces(sql: str) -> str:
     return sql.replace("{", "{{").replace("}", "}}")
 
 
-def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
-    """A vector survey layer of the catalogue as a tile source (None when there is none).
+def survey_layer(conn: Connection, slug: str, who: Principal = PUBLIC) -> TileLayer | None:
+    """A vector survey layer of the catalogue as a tile source (None when there is none,
+    or ``who`` may not read it).
 
     The jsonb properties become one typed column per attribute of the layer's
     schema. Attribute names come from users' files, so they reach the SQL only
@@ -169,7 +172,7 @@ def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
     """
     row = conn.execute(
         select(survey_layers.c.id, survey_layers.c.attributes).where(
-            survey_layers.c.slug == slug, survey_layers.c.storage == "vector"
+            survey_layers.c.slug == slug, survey_layers.c.storage == "vector", visible(who)
         )
     ).first()
     if row is None:
@@ -194,11 +197,12 @@ def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
     )
 
 
-def layer(collection_id: str, conn: Connection | None = None) -> TileLayer:
-    """The tile source of a collection; survey layers come from the catalogue (needs ``conn``)."""
+def layer(collection_id: str, conn: Connection | None = None, who: Principal = PUBLIC) -> TileLayer:
+    """The tile source of a collection; survey layers come from the catalogue (needs
+    ``conn``), and one that ``who`` may not read is not found."""
     found = LAYERS.get(collection_id)
     if found is None and conn is not None:
-        found = survey_layer(conn, collection_id)
+        found = survey_layer(conn, collection_id, who)
     if found is None:
         raise NotFound(f"no tile source {collection_id!r}", field="collection")
     return found
@@ -542,6 +546,7 @@ def tile(
     y: int,
     kind: str = "mvt",
     query: TileQuery | None = None,
+    who: Principal = PUBLIC,
 ) -> bytes | None:
     """One tile made by PostGIS: MVT bytes or GeoJSON text (UTF-8); None when it is empty.
 
@@ -552,7 +557,7 @@ def tile(
     if not query and collection_id in LAYERS:
         result = _run(conn, _builtin_prepared(collection_id, z, kind), z, x, y)
     else:
-        lay = layer(collection_id, conn)
+        lay = layer(collection_id, conn, who)
         result = _run(conn, _statement(lay, z, kind, query or TileQuery()), z, x, y)
     if result is None:
         return None

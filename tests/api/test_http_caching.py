@@ -141,6 +141,6 @@ def test_collections_carry_an_etag_and_follow_a_change(client: TestClient) -> No
     (box,) = doc["extent"]["spatial"]["bbox"]
     assert box[0] <= 66.0 and box[2] >= 66.05 and box[1] <= 28.0 and box[3] >= 28.05
     tj = client.get("/tiles/licences/tilejson.json")
-    assert tj.headers["cache-control"] == "no-cache"
+    assert tj.headers["cache-control"] == "private, no-cache"  # signed in
     w, s_, e, n = tj.json()["bounds"]
     assert w <= 66.0 and e >= 66.05 and s_ <= 28.0 and n >= 28.05

@@ -150,16 +150,18 @@ def _rows_sql(geometry: str, where: str) -> str:
     return f"SELECT {_columns(False)}, {geometry} AS geometry {_FROM.format(where=where)}"
 
 
-def _features_sql(where: str) -> str:
-    props = ", ".join(
-        f"'{f.name}', {f.sql}" for f in FIELDS if f.name != "licence_id"
-    )  # json_build_object takes at most 100 arguments: 19 pairs here
-    return f"""
-        SELECT '{{"type":"Feature","id":' || v.licence_id || ',"geometry":'
+def feature_sql() -> str:
+    """SQL expression of one licence version ``v`` (with its holder ``p`` and province ``j``)
+    as a GeoJSON Feature (text) with the public register fields."""
+    props = ", ".join(f"'{f.name}', {f.sql}" for f in FIELDS if f.name != "licence_id")
+    # json_build_object takes at most 100 arguments: 20 pairs here.
+    return f"""('{{"type":"Feature","id":' || v.licence_id || ',"geometry":'
                || ST_AsGeoJSON(v.geom, 7) || ',"properties":'
-               || json_build_object('licence_id', v.licence_id, {props})::text || '}}'
-        {_FROM.format(where=where)}
-    """
+               || json_build_object('licence_id', v.licence_id, {props})::text || '}}')"""
+
+
+def _features_sql(where: str) -> str:
+    return f"SELECT {feature_sql()} {_FROM.format(where=where)}"
 
 
 _SQL = {

@@ -686,3 +686,25 @@ api_keys = Table(
 #: connection): it may read and write the register but cannot UPDATE, DELETE or
 #: TRUNCATE the event log, whatever the SQL it is made to run.
 SERVICE_ROLE = "cadastre_service"
+
+# Event ids are taken only under the register's write lock (revision 0007): a BEFORE
+# STATEMENT trigger takes the lock before the statement's rows (and their identity
+# defaults) are made, and the lock is held until commit. So ids are in commit order
+# for every writer, including one that forgot ``lock_for_write``, and a reader that
+# has seen event n has seen every committed event below n: the change feed's cursor.
+EVENT_ORDER_DDL = """
+CREATE OR REPLACE FUNCTION cadastre_event_order() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM register_generation WHERE id = 1 FOR UPDATE;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER licence_events_commit_order
+    BEFORE INSERT ON licence_events
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_event_order();
+"""
+EVENT_ORDER_DROP = """
+DROP TRIGGER IF EXISTS licence_events_commit_order ON licence_events;
+DROP FUNCTION IF EXISTS cadastre_event_order();
+"""

@@ -29,6 +29,7 @@ from api.routers import (
     register,
     survey,
     tiles,
+    webhooks,
 )
 from cadastre import __version__, auth
 from cadastre.db import migrate
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(rasters.router)
     app.include_router(opendata.router)
     app.include_router(changes.router)
+    app.include_router(webhooks.router)
     errors.install(app)
     openapi.install(app)
     for media_type in COMPRESSED:

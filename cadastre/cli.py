@@ -485,6 +485,32 @@ def opendata_snapshot(
     )
 
 
+# --------------------------------------------------------------------- webhooks
+
+webhooks_app = typer.Typer(help="Webhooks: push the public change feed to subscribers.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    once: Annotated[bool, typer.Option(help="One round, then exit (for cron)")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds")] = 2.0,
+    timeout: Annotated[float, typer.Option(help="Seconds a subscriber may take to answer")] = 5.0,
+) -> None:
+    """Deliver due events to every subscriber, signed, in order, retrying with backoff."""
+    from cadastre.db import webhooks
+
+    db = _database(_settings())
+    while True:
+        sent = webhooks.deliver_due(db, timeout=timeout)
+        if sent:
+            typer.echo(f"{sent} events delivered")
+        if once:
+            return
+        if not sent:
+            time.sleep(interval)
+
+
 # ----------------------------------------------------------------------- audit
 
 audit_app = typer.Typer(help="Reports on the register.")

@@ -10,18 +10,24 @@ from pydantic import BaseModel, Field
 
 from api.auth import WhoDep
 from api.deps import DbDep, strict_query
-from api.schemas import Strict, errors
+from api.schemas import NO_NUL, Strict, errors
 from cadastre import auth
 from cadastre.db import webhooks
+
+#: A URL has no spaces or control characters (a NUL could not be stored either).
+NO_CONTROL = r"^[^\x00-\x20\x7f]*$"
 
 router = APIRouter(prefix="/webhooks", tags=["change feed"], dependencies=[Depends(strict_query)])
 
 
 class SubscriptionIn(Strict):
-    url: str = Field(max_length=2000, description="http(s) URL each event is POSTed to.")
+    url: str = Field(
+        max_length=2000, pattern=NO_CONTROL, description="http(s) URL each event is POSTed to."
+    )
     secret: str = Field(
         min_length=webhooks.MIN_SECRET,
         max_length=200,
+        pattern=NO_NUL,
         description="Key of the HMAC-SHA256 signature in `X-Cadastre-Signature: sha256=<hex>`.",
     )
     since: int | None = Field(

@@ -491,6 +491,21 @@ webhooks_app = typer.Typer(help="Webhooks: push the public change feed to subscr
 app.add_typer(webhooks_app, name="webhooks")
 
 
+@webhooks_app.command("list")
+def webhooks_list() -> None:
+    """Active subscriptions with their delivery state (never their secrets)."""
+    from cadastre.db import webhooks
+
+    db = _database(_settings())
+    with db.begin() as conn:
+        subs = webhooks.list_subscriptions(conn)
+    for s in subs:
+        state = f"failing ({s['failures']}): {s['last_error']}" if s["failures"] else "ok"
+        typer.echo(
+            f"{s['id']}\t{s['url']}\tcursor {s['cursor']}\tdelivered {s['delivered']}\t{state}"
+        )
+
+
 @webhooks_app.command("deliver")
 def webhooks_deliver(
     once: Annotated[bool, typer.Option(help="One round, then exit (for cron)")] = False,

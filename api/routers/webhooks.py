@@ -61,14 +61,6 @@ def subscribe(db: DbDep, who: WhoDep, body: Annotated[SubscriptionIn, Body()]) -
     return Subscription.model_validate(row)
 
 
-@router.get("", summary="List subscriptions", responses=errors(401, 403))
-def list_subscriptions(db: DbDep, who: WhoDep) -> list[Subscription]:
-    """Active subscriptions with their delivery state (never their secrets)."""
-    auth.require_admin(who, "manage webhooks")
-    with db.begin() as conn:
-        return [Subscription.model_validate(r) for r in webhooks.list_subscriptions(conn)]
-
-
 @router.delete("/{sub_id}", summary="Unsubscribe", status_code=204, responses=errors(401, 403, 404))
 def unsubscribe(
     db: DbDep, who: WhoDep, sub_id: Annotated[int, Path(ge=1, le=2**63 - 1)]

@@ -18,7 +18,19 @@ from api import auth as auth_api
 from api import errors, limits, openapi
 from api.caching import TileCache
 from api.observability import Metrics, Observe
-from api.routers import aoi, licences, ogc, overlaps, rasters, register, survey, tiles
+from api.routers import (
+    aoi,
+    changes,
+    licences,
+    ogc,
+    opendata,
+    overlaps,
+    rasters,
+    register,
+    survey,
+    tiles,
+    webhooks,
+)
 from cadastre import __version__, auth
 from cadastre.db import migrate
 from cadastre.db.engine import Database, database_url, make_engine
@@ -100,6 +112,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(survey.router)
     app.include_router(aoi.router)
     app.include_router(rasters.router)
+    app.include_router(opendata.router)
+    app.include_router(changes.router)
+    app.include_router(webhooks.router)
     errors.install(app)
     openapi.install(app)
     for media_type in COMPRESSED:

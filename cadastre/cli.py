@@ -580,6 +580,96 @@ def export(
     typer.echo(f"exported {len(frame)} licences to {out}")
 
 
+# -------------------------------------------------------------------- open data
+
+opendata_app = typer.Typer(help="Open data: dated snapshots of the public register.")
+app.add_typer(opendata_app, name="opendata")
+
+
+@opendata_app.command("snapshot")
+def opendata_snapshot(
+    root: Annotated[Path, typer.Argument(help="Directory; the snapshot goes in <root>/<date>/")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="The register at the end of this date (or RFC 3339 instant)"),
+    ] = None,
+) -> None:
+    """Write a dated snapshot (CSV, GeoJSON, GeoPackage, README.md, SHA256SUMS); for cron."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from cadastre.db import opendata
+    from cadastre.db.licences import end_of_day
+
+    settings = _settings()
+    tz = settings.register_timezone
+    instant = None
+    if as_of:
+        try:
+            instant = end_of_day(date.fromisoformat(as_of), tz)
+        except ValueError:
+            try:
+                instant = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            except ValueError:
+                _fail(f"--as-of must be a date (2024-05-31) or an RFC 3339 instant; got {as_of!r}")
+            if instant is not None and instant.tzinfo is None:
+                _fail("--as-of date-time needs a time zone offset (e.g. Z or +05:00)")
+    day = instant.astimezone(ZoneInfo(tz)).date() if instant else datetime.now(ZoneInfo(tz)).date()
+    db = _database(settings)
+    started = time.perf_counter()
+    # One snapshot of the database for all three files: they describe the same register.
+    isolated = db.engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    with isolated as conn, conn.begin():
+        snap = opendata.write_snapshot(conn, root, day, instant)
+    for name, digest in sorted(snap.checksums.items()):
+        typer.echo(f"{digest}  {snap.directory / name}")
+    typer.echo(
+        f"{snap.count} licences written to {snap.directory} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
+# --------------------------------------------------------------------- webhooks
+
+webhooks_app = typer.Typer(help="Webhooks: push the public change feed to subscribers.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("list")
+def webhooks_list() -> None:
+    """Active subscriptions with their delivery state (never their secrets)."""
+    from cadastre.db import webhooks
+
+    db = _database(_settings())
+    with db.begin() as conn:
+        subs = webhooks.list_subscriptions(conn)
+    for s in subs:
+        state = f"failing ({s['failures']}): {s['last_error']}" if s["failures"] else "ok"
+        typer.echo(
+            f"{s['id']}\t{s['url']}\tcursor {s['cursor']}\tdelivered {s['delivered']}\t{state}"
+        )
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    once: Annotated[bool, typer.Option(help="One round, then exit (for cron)")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds")] = 2.0,
+    timeout: Annotated[float, typer.Option(help="Seconds a subscriber may take to answer")] = 5.0,
+) -> None:
+    """Deliver due events to every subscriber, signed, in order, retrying with backoff."""
+    from cadastre.db import webhooks
+
+    db = _database(_settings())
+    while True:
+        sent = webhooks.deliver_due(db, timeout=timeout)
+        if sent:
+            typer.echo(f"{sent} events delivered")
+        if once:
+            return
+        if not sent:
+            time.sleep(interval)
+
+
 # ----------------------------------------------------------------------- audit
 
 audit_app = typer.Typer(help="Reports on the register.")

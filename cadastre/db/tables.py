@@ -686,3 +686,51 @@ api_keys = Table(
 #: connection): it may read and write the register but cannot UPDATE, DELETE or
 #: TRUNCATE the event log, whatever the SQL it is made to run.
 SERVICE_ROLE = "cadastre_service"
+
+# Subscribers to the public change feed: each event is POSTed to ``url``, signed with
+# ``secret`` (HMAC-SHA256 of the body), in feed order; ``cursor`` is the last event
+# delivered (or skipped as not public). The secret is kept as given: the service
+# needs it to sign.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False, comment="HMAC-SHA256 key; never shown after creation"),
+    Column("cursor", BigInteger, nullable=False, comment="last event id delivered"),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column(
+        "next_attempt_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("now()"),
+    ),
+    Column("last_error", Text),
+    Column("delivered", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("created_by", Text, nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    CheckConstraint("url ~ '^https?://'", name="url"),
+)
+
+# Event ids are taken only under the register's write lock (revision 0008): a BEFORE
+# STATEMENT trigger takes the lock before the statement's rows (and their identity
+# defaults) are made, and the lock is held until commit. So ids are in commit order
+# for every writer, including one that forgot ``lock_for_write``, and a reader that
+# has seen event n has seen every committed event below n: the change feed's cursor.
+EVENT_ORDER_DDL = """
+CREATE OR REPLACE FUNCTION cadastre_event_order() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM register_generation WHERE id = 1 FOR UPDATE;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER licence_events_commit_order
+    BEFORE INSERT ON licence_events
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_event_order();
+"""
+EVENT_ORDER_DROP = """
+DROP TRIGGER IF EXISTS licence_events_commit_order ON licence_events;
+DROP FUNCTION IF EXISTS cadastre_event_order();
+"""

@@ -563,7 +563,9 @@ def export(
                p.name AS holder, j.name AS province, l.status, l.area_km2, l.received_at,
                l.receipt_seq, l.applied_on, l.granted_on, l.expires_on, l.geom
         FROM licences l JOIN parties p ON p.id = l.holder_id
-        JOIN jurisdictions j ON j.code = l.province_code ORDER BY l.id
+        JOIN jurisdictions j ON j.code = l.province_code
+        WHERE l.published  -- applications held back are not in the public register
+        ORDER BY l.id
     """
     with db.engine.connect() as conn:
         frame = gpd.read_postgis(query, conn, geom_col="geom")

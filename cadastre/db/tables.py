@@ -377,6 +377,8 @@ licence_density = Table(
     Column("n", Integer, nullable=False),
     Column("area_km2", Float, nullable=False),
     PrimaryKeyConstraint("level", "cx", "cy", "status", "licence_type", "province_code"),
+    # The cells a change emptied, found at once to be removed (revision 0009).
+    Index("ix_licence_density_empty", "level", postgresql_where=text("n <= 0")),
 )
 
 # The same cells without the breakdown: what an unfiltered low-zoom tile reads
@@ -392,6 +394,7 @@ licence_cells = Table(
     Column("granted", Integer, nullable=False),
     Column("area_km2", Float, nullable=False),
     PrimaryKeyConstraint("level", "cx", "cy"),
+    Index("ix_licence_cells_empty", "level", postgresql_where=text("n <= 0")),
 )
 
 #: Cells per tile side, and the finest level's cell size in Web Mercator metres.
@@ -520,6 +523,57 @@ def density_functions(public_only: bool) -> str:
             "    DELETE FROM licence_density;\n    DELETE FROM licence_cells;",
         )
     )
+
+
+def _signed_levels(sources: tuple[tuple[str, int], ...]) -> str:
+    return " UNION ALL ".join(
+        f"SELECT x.*, {sign} AS sign FROM ({_level_rows(src, True)}) AS x"  # noqa: S608
+        for src, sign in sources
+    )
+
+
+def _apply_delta(sources: tuple[tuple[str, int], ...]) -> str:
+    """One statement adding (+1) and taking away (-1) the cells of the licences in each
+    source: their level rows are computed once for both tables, keys whose counts do not
+    change are left alone; then the emptied cells go (found by a partial index)."""
+    keys = _DENSITY[1]
+    return f"""
+    WITH lv AS MATERIALIZED ({_signed_levels(sources)}),
+    dens AS (
+        INSERT INTO licence_density AS d ({keys}, n, area_km2)
+        SELECT {keys}, sum(sign)::int, sum(sign * area_km2)
+        FROM lv GROUP BY {keys}
+        HAVING sum(sign) <> 0 OR abs(sum(sign * area_km2)) > 1e-9
+        ON CONFLICT ({keys})
+        DO UPDATE SET n = d.n + EXCLUDED.n, area_km2 = d.area_km2 + EXCLUDED.area_km2
+    )
+    INSERT INTO licence_cells AS d (level, cx, cy, n, applied, granted, area_km2)
+    SELECT level, cx, cy, sum(sign)::int,
+           coalesce(sum(sign) FILTER (WHERE status = 'applied'), 0)::int,
+           coalesce(sum(sign) FILTER (WHERE status = 'granted'), 0)::int,
+           sum(sign * area_km2)
+    FROM lv GROUP BY level, cx, cy
+    HAVING sum(sign) <> 0 OR abs(sum(sign * area_km2)) > 1e-9
+        OR coalesce(sum(sign) FILTER (WHERE status = 'applied'), 0) <> 0
+        OR coalesce(sum(sign) FILTER (WHERE status = 'granted'), 0) <> 0
+    ON CONFLICT (level, cx, cy)
+    DO UPDATE SET n = d.n + EXCLUDED.n, applied = d.applied + EXCLUDED.applied,
+                  granted = d.granted + EXCLUDED.granted,
+                  area_km2 = d.area_km2 + EXCLUDED.area_km2;
+    DELETE FROM licence_density WHERE n <= 0;
+    DELETE FROM licence_cells WHERE n <= 0;
+    """  # noqa: S608 - table names of this module
+
+
+#: The trigger functions of revision 0009: as :func:`density_functions` (published
+#: licences only), each computing the cells of the rows it sees once.
+DENSITY_DELTA_FUNCTIONS = (
+    _trigger_function("cadastre_density_insert", _apply_delta((("new_rows", 1),)))
+    + _trigger_function(
+        "cadastre_density_update", _apply_delta((("old_rows", -1), ("new_rows", 1)))
+    )
+    + _trigger_function("cadastre_density_delete", _apply_delta((("old_rows", -1),)))
+)
 
 
 def density_rebuild(public_only: bool) -> str:

@@ -20,14 +20,17 @@ from api.caching import TileCache
 from api.observability import Metrics, Observe
 from api.routers import (
     aoi,
+    changes,
     licences,
     ogc,
+    opendata,
     overlaps,
     portal,
     rasters,
     register,
     survey,
     tiles,
+    webhooks,
 )
 from cadastre import __version__, auth
 from cadastre.db import migrate
@@ -50,7 +53,11 @@ applications and titles with their whole history, on PostGIS.
   UTM, India zones); the coordinates as submitted and the transformation used
   are kept beside the stored shape.
 * Every change is an event; `as_of` shows the register as it stood on any date.
-* Errors: `{"code", "detail", "field", "where"}` with 404, 409 (state conflicts,
+* Reads are open; writes need an account: a bearer token from `POST /auth/token` or an
+  API key in `X-API-Key`. Officers write their own province's licences, geologists survey
+  layers, admins everything; anonymous readers see the public register (EITI 2.3) only.
+* Errors: `{"code", "detail", "field", "where"}` with 401 (not signed in, or a token or
+  key that is not valid), 403 (naming the rule in `where.rule`), 404, 409 (state conflicts,
   naming the current state and the allowed actions), 422 (names the field,
   the rule and where in the geometry), 503 (database unavailable; retry).
 """
@@ -106,6 +113,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(survey.router)
     app.include_router(aoi.router)
     app.include_router(rasters.router)
+    app.include_router(opendata.router)
+    app.include_router(changes.router)
+    app.include_router(webhooks.router)
     app.include_router(portal.router)
     errors.install(app)
     openapi.install(app)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import secrets
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,12 +16,16 @@ from sqlalchemy import func, select
 from tqdm import tqdm
 
 from cadastre import auth, logs
+from cadastre.db import accounts
 from cadastre.db.engine import Database, database_url, local_cluster, make_engine
+from cadastre.db.generation import lock_for_write
 from cadastre.db.jurisdictions import load_jurisdictions
+from cadastre.db.licences import BulkSelection, bulk_transition, ids_of_numbers, select_licences
 from cadastre.db.migrate import upgrade
 from cadastre.db.overlaps import AuditRow, audit
 from cadastre.db.reserved import load_reserved_areas
 from cadastre.db.tables import licences, survey_layers
+from cadastre.domain.provinces import province_code
 from cadastre.errors import CadastreError, ImportRejected
 from cadastre.ingest import import_licences, read_licence_file
 from cadastre.rules import RuleBook
@@ -32,6 +38,7 @@ from cadastre.survey.vector import (
     list_layers,
     load_vector,
     read_vector,
+    set_public,
 )
 
 app = typer.Typer(help="Pakistan mining cadastre: the licence register on PostGIS.")
@@ -43,6 +50,8 @@ survey_app = typer.Typer(help="Survey layers: geology, occurrences, geochemistry
 app.add_typer(survey_app, name="survey")
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+#: Whoever runs the command line reaches the database directly: it reads every layer.
+OPERATOR = auth.Principal(role="admin", username="cli")
 
 
 def _settings() -> Settings:
@@ -155,6 +164,7 @@ SAMPLE_SURVEY = (
             licence="public domain (USGS); MIT for the MinMod conversion",
             description="Mineral deposits and occurrences in Pakistan and a 50 km buffer, "
             "from USGS global compilations.",
+            public=True,
         ),
         "pakistan_mineral_occurrences_usgs.geojson",
     ),
@@ -166,6 +176,7 @@ SAMPLE_SURVEY = (
             source="GEM Global Active Faults Database, 2017 release (Styron and Pagani 2020)",
             licence="CC BY 4.0",
             description="Active faults and fold axes touching Pakistan's 50 km buffer.",
+            public=True,
         ),
         "active_faults_gem2017.geojson",
     ),
@@ -179,6 +190,7 @@ SAMPLE_SURVEY = (
             description="SYNTHETIC geology polygons tiling part of Chagai, Balochistan, for "
             "demonstration only: not a geological map, no real unit is shown.",
             synthetic=True,
+            public=True,  # invented demo data: public, so the public map shows it
         ),
         "geology_synthetic.geojson",
     ),
@@ -191,6 +203,7 @@ SAMPLE_SURVEY = (
             licence="public domain per geoBoundaries metadata; attribute geoBoundaries",
             description="Pakistan's districts as sample boundaries: not an official boundary "
             "of any district or claim.",
+            public=True,
         ),
         "pakistan_admin2_districts.geojson",
     ),
@@ -244,6 +257,9 @@ def survey_import(
     licence: Annotated[str, typer.Option(help="The data licence, e.g. CC BY 4.0")],
     description: Annotated[str | None, typer.Option(help="A sentence about the layer")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Invented data")] = False,
+    public: Annotated[
+        bool, typer.Option("--public", help="Readable without signing in (open data)")
+    ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Replace an existing slug")] = False,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer file")] = None,
     lon_col: Annotated[str | None, typer.Option(help="CSV longitude (x) column")] = None,
@@ -261,6 +277,7 @@ def survey_import(
         licence=licence,
         description=description,
         synthetic=synthetic,
+        public=public,
     )
     settings = _settings()
     options = ReadOptions(
@@ -280,15 +297,37 @@ def survey_list() -> None:
     """List the survey layer catalogue."""
     db = _database(_settings())
     with db.begin() as conn:
-        layers = list_layers(conn)
+        layers = list_layers(conn, OPERATOR)
     for entry in layers:
         flag = " SYNTHETIC" if entry["synthetic"] else ""
         typer.echo(
             f"{entry['slug']}\t{entry['kind']}\t{entry['storage']}\t"
+            f"{'public' if entry['public'] else 'restricted'}\t"
             f"{entry['feature_count']}\t{entry['name']}{flag}"
         )
     if not layers:
         typer.echo("no survey layers")
+
+
+@survey_app.command("visibility")
+def survey_visibility(
+    slug: Annotated[str, typer.Argument(help="The layer's slug (vector or raster)")],
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public/--restricted",
+            help="Public: anyone reads it; restricted: signed-in callers only",
+        ),
+    ],
+) -> None:
+    """Make a survey layer (vector or raster) public or restricted."""
+    db = _database(_settings())
+    try:
+        with db.begin() as conn:
+            set_public(conn, slug, public, OPERATOR)
+    except CadastreError as exc:
+        _fail(exc.message)
+    typer.echo(f"survey layer {slug} is now {'public' if public else 'restricted'}")
 
 
 @survey_app.command("delete")
@@ -314,13 +353,14 @@ SAMPLE_RASTER = rasters.RasterMeta(
     "prospects (Saindak, Reko Diq, Koh-i-Dalil, Ziarat Pir Sultan, Dasht-e-Kain); for "
     "demonstrations and tests only.",
     synthetic=True,
+    public=True,  # invented demo data: public, so the public map shows it
 )
 
 
 def _load_sample_raster(db: Database, settings: Settings, directory: Path) -> None:
     """The synthetic aeromagnetic grid, unless it is already catalogued."""
     with db.begin() as conn:
-        known = {r["slug"] for r in rasters.list_rasters(conn)}
+        known = {r["slug"] for r in rasters.list_rasters(conn, OPERATOR)}
     if SAMPLE_RASTER.slug in known:
         return
     rasters.import_raster(
@@ -423,6 +463,111 @@ def import_licences_cmd(
     _import(file, crs, actor=actor, skip=skip_invalid, repair=repair, report_file=report)
 
 
+# ------------------------------------------------------------------ transition
+
+
+def _read_selection_file(path: Path) -> tuple[list[int], list[str]]:
+    """Licence ids or numbers from a CSV with an ``id`` or ``licence_no`` column, or a
+    plain list of ids, one a line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    header = [h.strip().lower() for h in next(csv.reader(lines[:1]), [])]
+    column = next((c for c in ("id", "licence_id", "licence_no") if c in header), None)
+    if column is None:
+        values = [ln.strip() for ln in lines if ln.strip()]
+        if not all(v.isdigit() for v in values):
+            _fail(f"{path}: expected a CSV with an id or licence_no column, or one id a line")
+        return [int(v) for v in values], []
+    rows = [r[header.index(column)].strip() for r in csv.reader(lines[1:]) if r]
+    if column == "licence_no":
+        return [], rows
+    bad = next((v for v in rows if not v.isdigit()), None)
+    if bad is not None:
+        _fail(f"{path}: {bad!r} is not a licence id")
+    return [int(v) for v in rows], []
+
+
+@app.command("transition")
+def transition_cmd(
+    action: Annotated[str, typer.Argument(help="surrender, cancel, expire or refuse")],
+    account: Annotated[
+        str,
+        typer.Option(
+            "--as",
+            help="The admin or officer account acting (its name goes to the event log; an "
+            "officer acts on licences of its province only)",
+        ),
+    ],
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="CSV with an id or licence_no column, or one id a line"),
+    ] = None,
+    province: Annotated[str | None, typer.Option(help="Licences of this province")] = None,
+    status: Annotated[str | None, typer.Option(help="Licences with this status")] = None,
+    licence_type: Annotated[str | None, typer.Option(help="Licences of this type")] = None,
+    expired_before: Annotated[
+        str | None, typer.Option(help="Titles whose expires_on is before this date (ISO)")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with every event")] = None,
+) -> None:
+    """Apply one lifecycle action to many licences in one transaction; all or nothing."""
+    settings = _settings()
+    started = time.perf_counter()
+    if (file is None) == (not (province or status or licence_type or expired_before)):
+        _fail("give either --file or filters (--province, --status, --licence-type, ...)")
+    ids, numbers = _read_selection_file(file) if file is not None else ([], [])
+    db = _database(settings)
+    bar: tqdm[Any] | None = None
+    try:
+        with db.begin() as conn:
+            who = accounts.by_username(conn, accounts.normal_username(account)).principal
+            auth.require_signed_in(who)
+            lock_for_write(conn)  # the selection and the change see the same register
+            if numbers:
+                ids = ids_of_numbers(conn, numbers)
+            elif file is None:
+                ids = select_licences(
+                    conn,
+                    BulkSelection(
+                        province=province_code(province) if province else None,
+                        status=status,
+                        licence_type=licence_type,
+                        expired_before=date.fromisoformat(expired_before)
+                        if expired_before
+                        else None,
+                    ),
+                )
+            if not ids:
+                typer.echo("no licences selected; nothing was changed")
+                return
+            bar = tqdm(total=len(ids), unit="licence", desc=f"{action}", file=sys.stderr)
+            done = bulk_transition(
+                conn,
+                ids,
+                action,
+                actor=who.actor,
+                who=who,
+                note=note,
+                timezone=settings.register_timezone,
+                progress=bar.update,
+            )
+    except CadastreError as exc:
+        if bar is not None:
+            bar.close()
+        _fail(exc.message)
+    except ValueError as exc:  # a malformed --expired-before
+        _fail(str(exc))
+    if bar is not None:
+        bar.close()
+    per = ", ".join(f"{code} {n}" for code, n in done.items())
+    typer.echo(
+        f"{action}: {sum(done.values())} licences ({per}) as {who.actor}, "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
 # ---------------------------------------------------------------------- export
 
 
@@ -440,7 +585,9 @@ def export(
                p.name AS holder, j.name AS province, l.status, l.area_km2, l.received_at,
                l.receipt_seq, l.applied_on, l.granted_on, l.expires_on, l.geom
         FROM licences l JOIN parties p ON p.id = l.holder_id
-        JOIN jurisdictions j ON j.code = l.province_code ORDER BY l.id
+        JOIN jurisdictions j ON j.code = l.province_code
+        WHERE l.published  -- applications held back are not in the public register
+        ORDER BY l.id
     """
     with db.engine.connect() as conn:
         frame = gpd.read_postgis(query, conn, geom_col="geom")
@@ -455,6 +602,96 @@ def export(
     else:
         _fail(f"unknown export format {suffix!r}: use .geojson, .gpkg or .csv")
     typer.echo(f"exported {len(frame)} licences to {out}")
+
+
+# -------------------------------------------------------------------- open data
+
+opendata_app = typer.Typer(help="Open data: dated snapshots of the public register.")
+app.add_typer(opendata_app, name="opendata")
+
+
+@opendata_app.command("snapshot")
+def opendata_snapshot(
+    root: Annotated[Path, typer.Argument(help="Directory; the snapshot goes in <root>/<date>/")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="The register at the end of this date (or RFC 3339 instant)"),
+    ] = None,
+) -> None:
+    """Write a dated snapshot (CSV, GeoJSON, GeoPackage, README.md, SHA256SUMS); for cron."""
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from cadastre.db import opendata
+    from cadastre.db.licences import end_of_day
+
+    settings = _settings()
+    tz = settings.register_timezone
+    instant = None
+    if as_of:
+        try:
+            instant = end_of_day(date.fromisoformat(as_of), tz)
+        except ValueError:
+            try:
+                instant = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            except ValueError:
+                _fail(f"--as-of must be a date (2024-05-31) or an RFC 3339 instant; got {as_of!r}")
+            if instant is not None and instant.tzinfo is None:
+                _fail("--as-of date-time needs a time zone offset (e.g. Z or +05:00)")
+    day = instant.astimezone(ZoneInfo(tz)).date() if instant else datetime.now(ZoneInfo(tz)).date()
+    db = _database(settings)
+    started = time.perf_counter()
+    # One snapshot of the database for all three files: they describe the same register.
+    isolated = db.engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    with isolated as conn, conn.begin():
+        snap = opendata.write_snapshot(conn, root, day, instant)
+    for name, digest in sorted(snap.checksums.items()):
+        typer.echo(f"{digest}  {snap.directory / name}")
+    typer.echo(
+        f"{snap.count} licences written to {snap.directory} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
+# --------------------------------------------------------------------- webhooks
+
+webhooks_app = typer.Typer(help="Webhooks: push the public change feed to subscribers.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("list")
+def webhooks_list() -> None:
+    """Active subscriptions with their delivery state (never their secrets)."""
+    from cadastre.db import webhooks
+
+    db = _database(_settings())
+    with db.begin() as conn:
+        subs = webhooks.list_subscriptions(conn)
+    for s in subs:
+        state = f"failing ({s['failures']}): {s['last_error']}" if s["failures"] else "ok"
+        typer.echo(
+            f"{s['id']}\t{s['url']}\tcursor {s['cursor']}\tdelivered {s['delivered']}\t{state}"
+        )
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    once: Annotated[bool, typer.Option(help="One round, then exit (for cron)")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds")] = 2.0,
+    timeout: Annotated[float, typer.Option(help="Seconds a subscriber may take to answer")] = 5.0,
+) -> None:
+    """Deliver due events to every subscriber, signed, in order, retrying with backoff."""
+    from cadastre.db import webhooks
+
+    db = _database(_settings())
+    while True:
+        sent = webhooks.deliver_due(db, timeout=timeout)
+        if sent:
+            typer.echo(f"{sent} events delivered")
+        if once:
+            return
+        if not sent:
+            time.sleep(interval)
 
 
 # ----------------------------------------------------------------------- audit
@@ -524,6 +761,9 @@ def raster_import(
     units: Annotated[str | None, typer.Option(help="Units of the values, e.g. nT or m")] = None,
     description: Annotated[str | None, typer.Option(help="Free text")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Invented data")] = False,
+    public: Annotated[
+        bool, typer.Option("--public", help="Readable without signing in (open data)")
+    ] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a raster of that slug")] = (
         False
     ),
@@ -540,6 +780,7 @@ def raster_import(
         units=units,
         description=description,
         synthetic=synthetic,
+        public=public,
     )
     started = time.perf_counter()
     try:
@@ -566,13 +807,14 @@ def raster_import(
 def raster_list() -> None:
     """List the raster survey layers."""
     with _database(_settings()).begin() as conn:
-        entries = rasters.list_rasters(conn)
+        entries = rasters.list_rasters(conn, OPERATOR)
     for e in entries:
         info = e["raster"]
         flag = " SYNTHETIC" if e["synthetic"] else ""
         typer.echo(
             f"{e['slug']}\t{e['kind']}\t{info['width']}x{info['height']}\t{info['crs']}\t"
-            f"{info.get('units') or ''}\t{e['name']}{flag}"
+            f"{info.get('units') or ''}\t{'public' if e['public'] else 'restricted'}\t"
+            f"{e['name']}{flag}"
         )
     if not entries:
         typer.echo("no raster survey layers", err=True)
@@ -619,6 +861,154 @@ def serve(
         )
     finally:
         logs.shutdown()
+
+
+# -------------------------------------------------------------------- accounts
+
+users_app = typer.Typer(help="Accounts: add, list, disable; API keys of machine clients.")
+app.add_typer(users_app, name="users")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.")
+users_app.add_typer(keys_app, name="keys")
+
+
+def _password(from_stdin: bool, prompt: bool) -> str | None:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if prompt:
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+def _users(action: Any) -> Any:
+    """Run ``action(conn)`` in one transaction; a refusal is a one-line error."""
+    db = _database(_settings())
+    try:
+        with db.begin() as conn:
+            return action(conn)
+    except CadastreError as exc:
+        _fail(exc.message)
+    finally:
+        db.dispose()
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name: a-z, 0-9, . _ @ -")],
+    role: Annotated[str, typer.Option(help="geologist, officer or admin")],
+    province: Annotated[
+        str | None, typer.Option(help="An officer's province (name or ISO code, e.g. PK-PB)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="A machine account: signs in by API key only")
+    ] = False,
+) -> None:
+    """Add an account. People get a password (asked twice, or --password-stdin)."""
+    password = _password(password_stdin, prompt=not no_password)
+    account = _users(
+        lambda conn: accounts.add_account(
+            conn,
+            username,
+            role,
+            province=province,
+            password=password,
+            display_name=name,
+            created_by="cli",
+        )
+    )
+    where = f" of {account.province}" if account.province else ""
+    typer.echo(f"added {account.username}: {account.role}{where}")
+
+
+@users_app.command("first-admin")
+def users_first_admin(
+    username: Annotated[str, typer.Option(help="Name of the first admin")] = "admin",
+) -> None:
+    """Create the first admin when the register has no active admin (set-up runs this):
+    a random password is written to <data_dir>/first-admin-password (mode 600), never
+    printed. Does nothing when an admin exists."""
+    settings = _settings()
+    secret_file = settings.data_dir / "first-admin-password"
+
+    def create(conn: Any) -> bool:
+        if accounts.count_admins(conn) > 0:
+            return False
+        password = secrets.token_urlsafe(18)
+        accounts.add_account(conn, username, "admin", password=password, created_by="set-up")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(f"{username}\n{password}\n")
+        return True
+
+    if _users(create):
+        typer.echo(
+            f"created the first admin {username!r}; its password is in {secret_file} "
+            "(sign in, then change it with `cadastre users password`)"
+        )
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """Every account: name, role, province, whether disabled."""
+    rows = _users(accounts.list_accounts)
+    for a in rows:
+        if as_json:
+            typer.echo(json.dumps(a.to_dict()))
+        else:
+            state = "disabled" if a.disabled_at else "active"
+            typer.echo(f"{a.username}\t{a.role}\t{a.province or '-'}\t{state}")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str,
+    enable: Annotated[bool, typer.Option("--enable", help="Enable it again instead")] = False,
+) -> None:
+    """Disable an account: its tokens and keys stop working (within seconds)."""
+    account = _users(lambda conn: accounts.set_disabled(conn, username, not enable))
+    typer.echo(f"{account.username}: {'disabled' if account.disabled_at else 'enabled'}")
+
+
+@users_app.command("password")
+def users_password(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+) -> None:
+    """Set an account's password."""
+    password = _password(password_stdin, prompt=True) or ""
+    _users(lambda conn: accounts.set_password(conn, username, password))
+    typer.echo(f"{username}: password set")
+
+
+@keys_app.command("create")
+def keys_create(
+    username: str,
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. 'QGIS at Quetta office'")],
+) -> None:
+    """Create an API key for the account; it is printed once and cannot be shown again."""
+    key, listing = _users(lambda conn: accounts.create_key(conn, username, name))
+    typer.echo(f"created key {listing['prefix']}… for {listing['account']}", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(username: Annotated[str | None, typer.Argument()] = None) -> None:
+    """API keys (their prefixes, never the keys) of one account or all."""
+    for k in _users(lambda conn: accounts.list_keys(conn, username)):
+        state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "live"
+        typer.echo(f"{k['prefix']}\t{k['account']}\t{k['name']}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, from list")]) -> None:
+    """Revoke an API key."""
+    _users(lambda conn: accounts.revoke_key(conn, prefix))
+    typer.echo(f"revoked {prefix}")
 
 
 if __name__ == "__main__":

@@ -9,4 +9,5 @@ if [ -z "${CADASTRE_DATABASE_URL:-}" ]; then
 fi
 .venv/bin/cadastre db upgrade
 .venv/bin/cadastre load-sample --if-empty
+.venv/bin/cadastre users first-admin  # once: its password goes to .cadastre/first-admin-password
 exec .venv/bin/cadastre serve "$@"

@@ -12,6 +12,7 @@ import shapely
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.auth import WhoDep
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam
 from api.schemas import GEOMETRY_DOC, errors
@@ -96,6 +97,7 @@ def aoi_report(
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
+    who: WhoDep,
     body: Annotated[
         dict[str, Any] | str,
         Body(
@@ -115,7 +117,8 @@ def aoi_report(
     minus live exclusive titles, pending exclusive applications and reserved areas) as
     geometry and area; per vector survey layer a summary (features counted, measured and
     grouped, e.g. occurrences by commodity, geology units by area share); per raster
-    survey layer the statistics of the pixels it covers."""
+    survey layer the statistics of the pixels it covers. Survey layers not marked public
+    are reported to signed-in callers only."""
     fmt = _format(request, f)
     geometry = _area(body, crs, settings.shape_limits)
     with db.begin() as conn:
@@ -126,6 +129,7 @@ def aoi_report(
             timezone=settings.register_timezone,
             tolerance_m2=settings.overlap_tolerance_m2,
             raster_stats=_raster_stats(settings.rasters),
+            who=who,
         )
     if fmt == "geojson":
         return JSONResponse(aoi.geojson(rep), media_type=GEOJSON)

@@ -186,7 +186,7 @@ def _parse_bbox(text: str) -> tuple[float, float, float, float]:
     return minx, miny, maxx, maxy
 
 
-def _parse_as_of(text: str, tz: str) -> datetime:
+def parse_as_of(text: str, tz: str) -> datetime:
     try:
         return reg.end_of_day(date.fromisoformat(text), tz)
     except OverflowError:
@@ -252,7 +252,7 @@ def list_licences(
         mineral=mineral,
         holder=holder,
         bbox=box,
-        as_of=_parse_as_of(as_of, settings.register_timezone) if as_of else None,
+        as_of=parse_as_of(as_of, settings.register_timezone) if as_of else None,
         after=after,
         limit=page_size,
         unpublished=who.unpublished_scope,

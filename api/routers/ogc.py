@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from api.auth import WhoDep
 from api.caching import cached_extent, etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
 from api.limits import check_bbox_area
 from api.routers import portal
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors, query_param
+from cadastre.auth import Principal
 from cadastre.db import cql2
 from cadastre.db import features as feat
 from cadastre.db.engine import Database
@@ -118,13 +120,13 @@ def _check_params(request: Request, allowed: set[str]) -> None:
         )
 
 
-def _collection(db: Database, collection_id: str) -> feat.Collection:
-    """A built-in collection, or a survey layer from the catalogue."""
+def _collection(db: Database, collection_id: str, who: Principal) -> feat.Collection:
+    """A built-in collection, or a survey layer from the catalogue that ``who`` may read."""
     found = feat.builtin_collections().get(collection_id)
     if found is not None:
         return found
     with db.begin() as conn:
-        return feat.get_collection(collection_id, conn)
+        return feat.get_collection(collection_id, conn, who)
 
 
 def _base(request: Request) -> str:
@@ -232,7 +234,7 @@ def _collection_doc(base: str, c: feat.Collection, box: Any) -> dict[str, Any]:
 
 
 @router.get("/collections", summary="The feature collections")
-def list_collections(request: Request, db: DbDep) -> Response:
+def list_collections(request: Request, db: DbDep, who: WhoDep) -> Response:
     """Every collection with its extent and links."""
     _check_params(request, PLAIN_PARAMS)
     base = _base(request)
@@ -244,7 +246,7 @@ def list_collections(request: Request, db: DbDep) -> Response:
             return held
         docs = [
             _collection_doc(base, c, cached_extent(request, conn, c, gen))
-            for c in feat.collections(conn).values()
+            for c in feat.collections(conn, who).values()
         ]
     body = {
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
@@ -254,12 +256,12 @@ def list_collections(request: Request, db: DbDep) -> Response:
 
 
 @router.get("/collections/{collectionId}", summary="A feature collection")
-def describe_collection(collectionId: str, request: Request, db: DbDep) -> Response:
+def describe_collection(collectionId: str, request: Request, db: DbDep, who: WhoDep) -> Response:
     """One collection: title, extent, CRSs and links."""
     _check_params(request, PLAIN_PARAMS)
     with db.begin() as conn:
         gen = db.map_generation(conn)
-        c = feat.get_collection(collectionId, conn)
+        c = feat.get_collection(collectionId, conn, who)
         etag = etag_for(request, gen)
         held = not_modified(request, etag)
         if held is not None:
@@ -269,10 +271,10 @@ def describe_collection(collectionId: str, request: Request, db: DbDep) -> Respo
 
 
 @router.get("/collections/{collectionId}/queryables", summary="Queryable properties")
-def queryables(collectionId: str, request: Request, db: DbDep) -> Response:
+def queryables(collectionId: str, request: Request, db: DbDep, who: WhoDep) -> Response:
     """JSON Schema of the properties a CQL2 filter may use."""
     _check_params(request, PLAIN_PARAMS)
-    c = _collection(db, collectionId)
+    c = _collection(db, collectionId, who)
     body = feat.queryables_schema(c, _base(request))
     if _wants_html(request):
         return _html(f"{c.title}: queryables", body)
@@ -367,7 +369,7 @@ def _names(c: feat.Collection, value: str, field: str) -> list[str]:
     return names
 
 
-def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQuery:
+def _query(request: Request, c: feat.Collection, settings: Any, who: Principal) -> feat.ItemsQuery:
     p = request.query_params
     crs_srid, crs_flip = _crs(p.get("crs"), "crs")
     bbox_srid, bbox_flip = _crs(p.get("bbox-crs"), "bbox-crs")
@@ -404,6 +406,7 @@ def _query(request: Request, c: feat.Collection, settings: Any) -> feat.ItemsQue
         offset=_int(request, "offset", 0, 0, 10_000_000),
         crs_srid=crs_srid,
         crs_flip=crs_flip,
+        unpublished=who.unpublished_scope,
     )
 
 
@@ -425,12 +428,15 @@ def get_items(
     request: Request,
     db: DbDep,
     settings: SettingsDep,
+    who: WhoDep,
 ) -> Response:
     """Features as GeoJSON: bbox, datetime, CQL2 filter, properties, sortby, crs, paging;
-    for licences also `status`, `type`, `province` and `mineral` (comma-separated lists)."""
+    for licences also `status`, `type`, `province` and `mineral` (comma-separated lists).
+    Licence applications held back from the public register are shown only to their
+    province's officers and admins."""
     _check_params(request, ITEMS_PARAMS)
-    c = _collection(db, collectionId)
-    q = _query(request, c, settings)
+    c = _collection(db, collectionId, who)
+    q = _query(request, c, settings, who)
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))
         held = not_modified(request, etag)
@@ -491,16 +497,18 @@ def get_item(
     featureId: str,
     request: Request,
     db: DbDep,
+    who: WhoDep,
 ) -> Response:
     """One feature as GeoJSON, in the requested CRS."""
     _check_params(request, ITEM_PARAMS)
-    c = _collection(db, collectionId)
+    c = _collection(db, collectionId, who)
     srid, flip = _crs(request.query_params.get("crs"), "crs")
     props = request.query_params.get("properties")
     q = feat.ItemsQuery(
         crs_srid=srid,
         crs_flip=flip,
         properties=tuple(_names(c, props, "properties")) if props else None,
+        unpublished=who.unpublished_scope,
     )
     with db.begin() as conn:
         etag = etag_for(request, db.map_generation(conn))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, Field, ValidationError, field_validator
 
+from api.auth import WhoDep
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.routers.licences import CrsParam, RepairParam
 from api.schemas import GEOMETRY_DOC, GeoJSONResponse, Mineral, Strict, errors
@@ -122,6 +123,7 @@ def _properties(body: Any, query: dict[str, Any]) -> tuple[Any, CheckProperties]
     responses=errors(422),
 )
 def check_overlaps(
+    who: WhoDep,
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
@@ -183,6 +185,7 @@ def check_overlaps(
             timezone=settings.register_timezone,
             tolerance_m2=settings.overlap_tolerance_m2,
             tie_break=settings.tie_break,
+            unpublished=who.unpublished_scope,
         )
     reasons = [{"code": e.code, "detail": e.message} for e in problems.values()]
     # The province is known even when the shape is refused for its size or declared province.

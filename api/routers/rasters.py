@@ -17,6 +17,7 @@ from api.caching import CACHE_CONTROL, etag_for, not_modified
 from api.deps import DbDep, SettingsDep, strict_query
 from api.schemas import errors
 from cadastre import auth
+from cadastre.auth import Principal
 from cadastre.db import generation
 from cadastre.db.engine import Database
 from cadastre.db.tables import SURVEY_KINDS
@@ -70,8 +71,9 @@ def _layer_now(db: Database, settings: Settings, slug: str) -> raster.RasterLaye
         return raster.layer(conn, settings.rasters, slug)
 
 
-async def _layer(request: Request, slug: str, gen: int) -> raster.RasterLayer:
-    """The raster's catalogue entry as of ``gen``, remembered per generation."""
+async def _layer(request: Request, slug: str, gen: int, who: Principal) -> raster.RasterLayer:
+    """The raster's catalogue entry as of ``gen``, remembered per generation for every
+    caller; whether this caller may read it is checked on every request, hit or miss."""
     cache: dict[tuple[int, str], raster.RasterLayer] = request.app.state.raster_layers
     found = cache.get((gen, slug))
     if found is None:
@@ -81,17 +83,18 @@ async def _layer(request: Request, slug: str, gen: int) -> raster.RasterLayer:
         if len(cache) > 256:
             cache.clear()
         cache[(gen, slug)] = found
-    return found
+    return found.readable(who)
 
 
 # ------------------------------------------------------------------- catalogue
 
 
 @router.get("/rasters", summary="Raster survey layers")
-def list_rasters(db: DbDep) -> dict[str, Any]:
-    """Every raster survey layer with its footprint, description and band statistics."""
+def list_rasters(db: DbDep, who: WhoDep) -> dict[str, Any]:
+    """Every raster survey layer the caller may read (public ones; all when signed in) with
+    its footprint, description and band statistics."""
     with db.begin() as conn:
-        return {"rasters": raster.list_rasters(conn)}
+        return {"rasters": raster.list_rasters(conn, who)}
 
 
 @router.get("/rasters/colormaps", summary="Colour map names")
@@ -109,11 +112,11 @@ def colormap(name: str) -> dict[str, Any]:
 
 
 @router.get("/rasters/{slug}", summary="One raster survey layer")
-def get_raster(slug: str, db: DbDep) -> dict[str, Any]:
+def get_raster(slug: str, db: DbDep, who: WhoDep) -> dict[str, Any]:
     """Its catalogue entry: footprint (EPSG:4326), CRS, pixel size, bands, nodata, units,
     per-band statistics (count, min, max, mean, std, 2/25/50/75/98th percentiles)."""
     with db.begin() as conn:
-        return raster.get_raster(conn, slug)
+        return raster.get_raster(conn, slug, who)
 
 
 @router.delete(
@@ -158,6 +161,11 @@ UPLOAD_DOC = {
                         "units": {"type": "string", "description": "units of the values"},
                         "description": {"type": "string"},
                         "synthetic": {"type": "boolean", "default": False},
+                        "public": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "readable without signing in (open data)",
+                        },
                         "replace": {"type": "boolean", "default": False},
                     },
                 }
@@ -330,6 +338,7 @@ async def upload_raster(
             units=(fields.get("units") or "").strip() or None,
             description=(fields.get("description") or "").strip() or None,
             synthetic=_flag(fields, "synthetic"),
+            public=_flag(fields, "public"),
         )
         replace = _flag(fields, "replace")
         source = form.file
@@ -359,6 +368,7 @@ async def _tile(
     colormap: str | None,
     rescale: str | None,
     band: int | None,
+    who: Principal,
 ) -> Response:
     if not 0 <= z <= 24:
         raise BadQuery(f"zoom {z} is outside 0..24", field="z")
@@ -367,7 +377,7 @@ async def _tile(
         raise BadQuery(f"tile {z}/{x}/{y} does not exist: x and y run 0..{n - 1}", field="x")
     db: Database = request.app.state.db
     gen = await _generation(db)
-    lay = await _layer(request, slug, gen)
+    lay = await _layer(request, slug, gen, who)
     style = raster.tile_style(lay, band=band, rescale=rescale, colormap=colormap)
     etag = etag_for(request, gen, "identity")
     held = not_modified(request, etag)
@@ -414,12 +424,13 @@ async def png_tile(
     x: int,
     y: int,
     request: Request,
+    who: WhoDep,
     colormap: ColormapQuery = None,
     rescale: RescaleQuery = None,
     band: BandQuery = None,
 ) -> Response:
     """One XYZ tile (WebMercatorQuad, 256 px) drawn from the raster's COG and overviews."""
-    return await _tile(request, slug, z, x, y, "PNG", colormap, rescale, band)
+    return await _tile(request, slug, z, x, y, "PNG", colormap, rescale, band, who)
 
 
 @router.get(
@@ -434,12 +445,13 @@ async def webp_tile(
     x: int,
     y: int,
     request: Request,
+    who: WhoDep,
     colormap: ColormapQuery = None,
     rescale: RescaleQuery = None,
     band: BandQuery = None,
 ) -> Response:
     """One XYZ tile as lossless WebP with alpha."""
-    return await _tile(request, slug, z, x, y, "WEBP", colormap, rescale, band)
+    return await _tile(request, slug, z, x, y, "WEBP", colormap, rescale, band, who)
 
 
 # ---------------------------------------------------------------------- values
@@ -451,11 +463,12 @@ async def point(
     request: Request,
     lon: Annotated[float, Query(description="x: longitude, or easting in `crs`")],
     lat: Annotated[float, Query(description="y: latitude, or northing in `crs`")],
+    who: WhoDep,
     crs: CrsQuery = None,
 ) -> dict[str, Any]:
     """The value of every band at the pixel holding the point; null for nodata.
     A point outside the raster is a 400 naming the raster and its bounds."""
-    lay = await _layer(request, slug, await _generation(request.app.state.db))
+    lay = await _layer(request, slug, await _generation(request.app.state.db), who)
     return await run_in_threadpool(raster.point_values, lay, lon, lat, crs)
 
 
@@ -475,6 +488,7 @@ async def statistics(
     slug: str,
     request: Request,
     geometry: Annotated[dict[str, Any], GEOMETRY_BODY],
+    who: WhoDep,
     crs: CrsQuery = None,
     percentiles: Annotated[
         str | None,
@@ -486,7 +500,7 @@ async def statistics(
     the pixels whose centres lie inside the polygon (nodata excluded). Reads only the
     polygon's window. A polygon that misses the raster is a 400; one that covers no
     pixel centre gives count 0 and nulls."""
-    lay = await _layer(request, slug, await _generation(request.app.state.db))
+    lay = await _layer(request, slug, await _generation(request.app.state.db), who)
     return await run_in_threadpool(
         lambda: raster.polygon_statistics(
             lay, geometry, crs=crs, percentiles=_percentiles(percentiles), bins=bins
@@ -504,11 +518,12 @@ async def clip(
     slug: str,
     request: Request,
     geometry: Annotated[dict[str, Any], GEOMETRY_BODY],
+    who: WhoDep,
     crs: CrsQuery = None,
 ) -> Response:
     """A GeoTIFF of the polygon's window in the raster's CRS, pixels outside the polygon
     set to nodata (or masked, for a raster without nodata)."""
-    lay = await _layer(request, slug, await _generation(request.app.state.db))
+    lay = await _layer(request, slug, await _generation(request.app.state.db), who)
     body = await run_in_threadpool(lambda: raster.clip(lay, geometry, crs=crs))
     return Response(
         body,

@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import WhoDep
 from api.deps import DbDep, SettingsDep, strict_query
+from api.schemas import errors
 from cadastre import auth
 from cadastre.db.tables import SURVEY_KINDS
 from cadastre.errors import InvalidInput, UploadTooLarge
@@ -24,6 +25,7 @@ from cadastre.survey.vector import (
     list_layers,
     load_vector,
     read_vector,
+    set_public,
 )
 
 router = APIRouter(prefix="/survey", tags=["survey layers"], dependencies=[Depends(strict_query)])
@@ -127,6 +129,9 @@ def upload_layer(
     response: Response,
     description: Annotated[str | None, Form()] = None,
     synthetic: Annotated[bool, Form(description="invented data, not observations")] = False,
+    public: Annotated[
+        bool, Form(description="readable without signing in (open data); default: signed-in")
+    ] = False,
     replace: Annotated[bool, Form(description="replace an existing layer of this slug")] = False,
     layer: Annotated[str | None, Form(description="layer of a multi-layer file")] = None,
     lon_col: Annotated[str | None, Form(description="CSV: longitude (or x) column")] = None,
@@ -145,6 +150,7 @@ def upload_layer(
         licence=licence,
         description=description,
         synthetic=synthetic,
+        public=public,
     )
     meta.check()
     options = ReadOptions(
@@ -172,17 +178,42 @@ def upload_layer(
 
 
 @router.get("/layers", summary="The survey layer catalogue")
-def catalogue(db: DbDep) -> dict[str, Any]:
-    """Every survey layer: slug, name, kind, source, licence, synthetic, CRS, schema, extent."""
+def catalogue(db: DbDep, who: WhoDep) -> dict[str, Any]:
+    """Every survey layer the caller may read (public ones; all when signed in): slug, name,
+    kind, source, licence, synthetic, public, CRS, schema, extent."""
     with db.begin() as conn:
-        return {"layers": list_layers(conn)}
+        return {"layers": list_layers(conn, who)}
 
 
-@router.get("/layers/{slug}", summary="A survey layer's catalogue entry")
-def describe(slug: str, db: DbDep) -> dict[str, Any]:
-    """One survey layer's catalogue entry."""
+@router.get("/layers/{slug}", summary="A survey layer's catalogue entry", responses=errors(404))
+def describe(slug: str, db: DbDep, who: WhoDep) -> dict[str, Any]:
+    """One survey layer's catalogue entry (404 for a layer the caller may not read)."""
     with db.begin() as conn:
-        return get_layer(conn, slug)
+        return get_layer(conn, slug, who)
+
+
+@router.patch(
+    "/layers/{slug}",
+    summary="Make a survey layer public or restricted",
+    responses=errors(401, 403, 404, 422),
+)
+def change_layer(
+    slug: str,
+    db: DbDep,
+    who: WhoDep,
+    public: Annotated[
+        bool,
+        Body(
+            embed=True,
+            description="true: anyone reads it (open data); false: signed-in callers only",
+        ),
+    ],
+) -> dict[str, Any]:
+    """Mark a survey layer, vector or raster, public or restricted; the answer is its
+    catalogue entry. Geologists and admins."""
+    auth.require_survey_writer(who)
+    with db.begin() as conn:
+        return set_public(conn, slug, public, who)
 
 
 @router.delete(

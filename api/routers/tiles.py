@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.auth import WhoDep
 from api.caching import (
     CACHE_CONTROL,
     Tile,
@@ -19,9 +20,11 @@ from api.caching import (
     not_modified,
     response_coding,
     tag,
+    view_key,
 )
 from api.deps import DbDep, strict_query
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db import cql2, generation, tiles
 from cadastre.db.engine import Database
 from cadastre.db.features import get_collection
@@ -72,25 +75,32 @@ def _query(request: Request, collection: str) -> tuple[tiles.TileQuery, Any]:
 
 
 def _resolve(
-    query: tiles.TileQuery, tree: Any, collection: str, conn: Any = None
+    query: tiles.TileQuery, tree: Any, collection: str, conn: Any = None, who: Principal = PUBLIC
 ) -> tiles.TileQuery:
     """The query with its CQL2 tree turned into SQL over the collection's queryables."""
-    c = get_collection(collection, conn)
+    c = get_collection(collection, conn, who)
     columns = {name: c.column(name) for name in c.queryables}
     cond = cql2.to_sql(tree, columns, c.column("geom"), dates=c.dates, kinds=c.queryables)
     return replace(query, cql=cond, collection=c)
 
 
-async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind: str) -> Response:
+async def _tile(
+    request: Request, who: Principal, collection: str, z: int, x: int, y: int, kind: str
+) -> Response:
     """A tile through the validators and the cache: 304, cached bytes, or PostGIS.
 
     A cache hit touches no database and no thread: the generation comes from
-    the process's watch (:class:`cadastre.db.generation.Watch`).
+    the process's watch (:class:`cadastre.db.generation.Watch`). Tiles are cached
+    per view (:func:`api.caching.view_key`): a survey layer that is not public is
+    made, and kept, only for callers who may read it.
     """
     tiles.check_tile(z, x, y)
     if collection not in tiles.LAYERS and not SLUG_RULE.match(collection):
         tiles.layer(collection)  # not found; a survey layer is found (or not) with its tile
     query, tree = _query(request, collection)
+    if collection == "licences" and who.unpublished_scope is not None:
+        # Officers and admins also see applications held back from the public register.
+        query = replace(query, unpublished=who.unpublished_scope)
     db: Database = request.app.state.db
     gen = db.generation.known()
     if gen is None:
@@ -101,11 +111,11 @@ async def _tile(request: Request, collection: str, z: int, x: int, y: int, kind:
     if held is not None:
         return held
     cache: TileCache = request.app.state.tile_cache
-    key = (kind, collection, z, x, y, query.key())
+    key = (kind, collection, z, x, y, query.key(), view_key(request))
     found = cache.get(gen, key)
     if found is None:
         async with request.app.state.tile_slots:  # a few at a time: no pile-up in PostGIS
-            body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query, tree)
+            body = await run_in_threadpool(_make, db, collection, z, x, y, kind, query, tree, who)
         found = cache.put(gen, key, Tile(body or b""))
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if not found.body:
@@ -130,11 +140,12 @@ def _make(
     kind: str,
     query: tiles.TileQuery,
     tree: Any = None,
+    who: Principal = PUBLIC,
 ) -> bytes | None:
     with db.read() as conn:
         if tree is not None:
-            query = _resolve(query, tree, collection, conn)
-        return tiles.tile(conn, collection, z, x, y, kind, query)
+            query = _resolve(query, tree, collection, conn, who)
+        return tiles.tile(conn, collection, z, x, y, kind, query, who=who)
 
 
 @router.get(
@@ -144,10 +155,12 @@ def _make(
     responses={200: {"content": {MVT: {}}}, 204: {"description": EMPTY}, **errors(400, 404)},
     openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
-async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
+async def mvt_tile(
+    collection: str, z: int, x: int, y: int, request: Request, who: WhoDep
+) -> Response:
     """One XYZ tile (WebMercatorQuad) as MVT, made by PostGIS; each zoom holds what the docs
     of the tile layers say (below zoom 9: large licences plus a `licence_density` layer)."""
-    return await _tile(request, collection, z, x, y, "mvt")
+    return await _tile(request, who, collection, z, x, y, "mvt")
 
 
 @router.get(
@@ -161,17 +174,19 @@ async def mvt_tile(collection: str, z: int, x: int, y: int, request: Request) ->
     },
     openapi_extra={"parameters": FILTER_OPENAPI_PARAMETERS},
 )
-async def geojson_tile(collection: str, z: int, x: int, y: int, request: Request) -> Response:
+async def geojson_tile(
+    collection: str, z: int, x: int, y: int, request: Request, who: WhoDep
+) -> Response:
     """One XYZ tile as GeoJSON: clipped to the tile plus a small buffer, simplified, lon/lat.
     Below zoom 9 density cells are features with `"layer": "licence_density"`."""
-    return await _tile(request, collection, z, x, y, "geojson")
+    return await _tile(request, who, collection, z, x, y, "geojson")
 
 
-def _tilejson(request: Request, collection: str, db: Any) -> Response:
+def _tilejson(request: Request, collection: str, db: Any, who: Principal) -> Response:
     with db.begin() as conn:
         gen = db.map_generation(conn)
-        lay = tiles.layer(collection, conn)
-        c = get_collection(collection, conn)
+        lay = tiles.layer(collection, conn, who)
+        c = get_collection(collection, conn, who)
         etag = etag_for(request, gen)
         held = not_modified(request, etag)
         if held is not None:
@@ -232,9 +247,9 @@ def _vector_layers(lay: tiles.TileLayer) -> list[dict[str, Any]]:
     summary="TileJSON 3.0 of a tile source",
     dependencies=[Depends(strict_query)],
 )
-def tilejson(collection: str, request: Request, db: DbDep) -> Response:
+def tilejson(collection: str, request: Request, db: DbDep, who: WhoDep) -> Response:
     """TileJSON for map libraries (MapLibre, Leaflet plugins, QGIS)."""
-    return _tilejson(request, collection, db)
+    return _tilejson(request, collection, db, who)
 
 
 @router.get(
@@ -242,10 +257,10 @@ def tilejson(collection: str, request: Request, db: DbDep) -> Response:
     summary="Tilesets of a collection",
     dependencies=[Depends(strict_query)],
 )
-def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
+def tilesets(collectionId: str, request: Request, db: DbDep, who: WhoDep) -> dict[str, Any]:
     """The collection's tileset list (OGC API - Tiles): WebMercatorQuad vector tiles."""
     with db.begin() as conn:
-        tiles.layer(collectionId, conn)
+        tiles.layer(collectionId, conn, who)
     base = str(request.base_url).rstrip("/")
     href = f"{base}/collections/{collectionId}/tiles/WebMercatorQuad"
     return {
@@ -279,9 +294,9 @@ def tilesets(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
     summary="Tileset metadata (OGC API - Tiles)",
     dependencies=[Depends(strict_query)],
 )
-def tileset(collectionId: str, request: Request, db: DbDep) -> dict[str, Any]:
+def tileset(collectionId: str, request: Request, db: DbDep, who: WhoDep) -> dict[str, Any]:
     """The WebMercatorQuad vector tileset of a collection."""
-    (ts,) = tilesets(collectionId, request, db)["tilesets"]
+    (ts,) = tilesets(collectionId, request, db, who)["tilesets"]
     # Every tile of every zoom 0..22 may be asked for (empty ones answer 204).
     limits = [
         {
@@ -378,6 +393,7 @@ async def ogc_tile(
     tileRow: int,
     tileCol: int,
     request: Request,
+    who: WhoDep,
 ) -> Response:
     """The same tile as `/tiles/{collection}/{z}/{x}/{y}.mvt` (row = y, column = x)."""
-    return await _tile(request, collectionId, tileMatrix, tileCol, tileRow, "mvt")
+    return await _tile(request, who, collectionId, tileMatrix, tileCol, tileRow, "mvt")

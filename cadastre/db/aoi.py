@@ -16,6 +16,8 @@ For an area of interest (a MultiPolygon in EPSG:4326) the report gives
 * per raster survey layer, the statistics of the pixels it covers (given by a
   caller-supplied function, so this module does not read rasters itself).
 
+Survey layers are those the caller may read (:mod:`cadastre.survey.access`).
+
 Areas are geodesic (PostGIS ``geography``, WGS 84) of the planar lon/lat
 intersections, the shapes the register stores.
 """
@@ -31,6 +33,7 @@ from typing import Any
 import shapely
 from sqlalchemy import Connection, text
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db import overlaps
 from cadastre.rules import RuleBook
 
@@ -61,6 +64,7 @@ _LICENCES_SQL = text(
            ST_Area(x.ig::geography) AS m2, ST_AsGeoJSON(ST_ForcePolygonCCW(x.ig), 7) AS piece
     FROM a
     JOIN licences l ON l.geom && a.g AND ST_Intersects(l.geom, a.g)
+        AND (l.published OR CAST(:scope AS text) = '*' OR l.province_code = CAST(:scope AS text))
     JOIN parties p ON p.id = l.holder_id
     CROSS JOIN LATERAL (
         SELECT CASE WHEN ST_Contains(a.g, l.geom) THEN l.geom
@@ -76,7 +80,7 @@ _LAYERS_SQL = text(
     SELECT s.id, s.slug, s.name, s.kind, s.storage, s.synthetic, s.source, s.licence,
            s.geometry_type, s.attributes, s.raster
     FROM survey_layers s, a
-    WHERE s.extent IS NULL OR s.extent && a.g
+    WHERE (s.extent IS NULL OR s.extent && a.g) AND (s.public OR :all_layers)
     ORDER BY s.storage DESC, s.slug
     """
 )
@@ -228,11 +232,20 @@ def report(
     timezone: str,
     tolerance_m2: float = 100.0,
     raster_stats: RasterStats | None = None,
+    who: Principal = PUBLIC,
 ) -> AoiReport:
-    """The report for ``geometry`` (a shapely MultiPolygon in EPSG:4326)."""
+    """The report for ``geometry`` (a shapely MultiPolygon in EPSG:4326), as ``who`` may see
+    it: the survey layers they may read, and of the applications held back from the public
+    register only those they see."""
     now = datetime.now(UTC)
     ground = overlaps.check(
-        conn, geometry, rules=rules, received_at=now, timezone=timezone, tolerance_m2=tolerance_m2
+        conn,
+        geometry,
+        rules=rules,
+        received_at=now,
+        timezone=timezone,
+        tolerance_m2=tolerance_m2,
+        unpublished=who.unpublished_scope,
     )
     aoi_m2 = ground.area_km2 * 1e6
     wkb = str(shapely.to_wkb(shapely.set_srid(geometry, 4326), hex=True, include_srid=True))
@@ -240,7 +253,7 @@ def report(
     licences: list[dict[str, Any]] = []
     touching: list[dict[str, Any]] = []
     pieces: dict[int, dict[str, Any]] = {}
-    for r in conn.execute(_LICENCES_SQL, {"wkb": wkb}).mappings():
+    for r in conn.execute(_LICENCES_SQL, {"wkb": wkb, "scope": who.unpublished_scope}).mappings():
         entry = {
             "id": r["id"],
             "licence_no": r["licence_no"],
@@ -276,7 +289,8 @@ def report(
     ]
     vectors: list[dict[str, Any]] = []
     rasters: list[dict[str, Any]] = []
-    for row in conn.execute(_LAYERS_SQL, {"wkb": wkb}).mappings():
+    every_layer = who.reads_restricted_layers
+    for row in conn.execute(_LAYERS_SQL, {"wkb": wkb, "all_layers": every_layer}).mappings():
         if row["storage"] == "vector":
             vectors.append(_vector_summary(conn, wkb, row, aoi_m2))
         elif raster_stats is not None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import BigInteger, Boolean, Date, Float, Numeric, Text
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.filters import LicenceFilter
 from cadastre.db.tables import (
     jurisdictions,
@@ -38,6 +39,7 @@ from cadastre.db.tables import (
     survey_layers,
 )
 from cadastre.errors import BadQuery, NotFound
+from cadastre.survey.access import visible
 
 #: Output CRSs: identifier -> (SRID, axis order flipped to lat/lon?)
 CRS_URIS: dict[str, tuple[int, bool]] = {
@@ -95,6 +97,7 @@ def _licences() -> FromClause:
             v.c.granted_on,
             v.c.expires_on,
             v.c.minerals.label("_minerals"),  # for the mineral filter; not a property
+            v.c.published.label("_published"),  # who may see it; not a property
             v.c.geom,
         )
         .join(parties, parties.c.id == v.c.holder_id)
@@ -229,12 +232,15 @@ def survey_collection(
     )
 
 
-def survey_collections(conn: Connection, slug: str | None = None) -> dict[str, Collection]:
-    """The vector survey layers of the catalogue as collections (one, given ``slug``)."""
+def survey_collections(
+    conn: Connection, slug: str | None = None, who: Principal = PUBLIC
+) -> dict[str, Collection]:
+    """The vector survey layers of the catalogue that ``who`` may read, as collections
+    (one, given ``slug``)."""
     s = survey_layers
     query = (
         select(s.c.slug, s.c.id, s.c.name, s.c.description, s.c.attributes)
-        .where(s.c.storage == "vector")
+        .where(s.c.storage == "vector", visible(who))
         .order_by(s.c.slug)
     )
     if slug is not None:
@@ -245,20 +251,23 @@ def survey_collections(conn: Connection, slug: str | None = None) -> dict[str, C
     }
 
 
-def collections(conn: Connection | None = None) -> dict[str, Collection]:
+def collections(conn: Connection | None = None, who: Principal = PUBLIC) -> dict[str, Collection]:
     """The collections this service publishes, by id: the register's own, then,
-    given a connection, every vector survey layer in the catalogue."""
+    given a connection, every vector survey layer in the catalogue that ``who`` may read."""
     found = builtin_collections()
     if conn is not None:
-        found.update(survey_collections(conn))
+        found.update(survey_collections(conn, who=who))
     return found
 
 
-def get_collection(collection_id: str, conn: Connection | None = None) -> Collection:
-    """One collection; survey layers are looked up in the catalogue (needs ``conn``)."""
+def get_collection(
+    collection_id: str, conn: Connection | None = None, who: Principal = PUBLIC
+) -> Collection:
+    """One collection; survey layers are looked up in the catalogue (needs ``conn``), and
+    one that ``who`` may not read is not found."""
     found = builtin_collections().get(collection_id)
     if found is None and conn is not None:
-        found = survey_collections(conn, collection_id).get(collection_id)
+        found = survey_collections(conn, collection_id, who).get(collection_id)
     if found is None:
         raise NotFound(f"no collection {collection_id!r}", field="collectionId")
     return found
@@ -278,6 +287,8 @@ class ItemsQuery:
     offset: int = 0
     crs_srid: int = 4326
     crs_flip: bool = False
+    #: Unpublished applications the reader sees: None, a province code, or "*" (all).
+    unpublished: str | None = None
 
 
 @dataclass(frozen=True)
@@ -288,8 +299,19 @@ class ItemsPage:
     has_more: bool
 
 
+def licences_visible(c: Collection, unpublished: str | None) -> list[ColumnElement[bool]]:
+    """What of collection ``c`` a reader may see: of the licences, the published ones and
+    the unpublished applications in ``unpublished`` (None, a province code or "*")."""
+    if c.id != "licences" or unpublished == "*":
+        return []
+    published = c.column("_published")
+    if unpublished is None:
+        return [published]
+    return [or_(published, c.column("province_code") == unpublished)]
+
+
 def _conditions(c: Collection, q: ItemsQuery) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
+    conds: list[ColumnElement[bool]] = licences_visible(c, q.unpublished)
     geom = c.column("geom")
     if q.bbox is not None:
         minx, miny, maxx, maxy = q.bbox
@@ -401,7 +423,9 @@ def item(conn: Connection, c: Collection, feature_id: str, q: ItemsQuery) -> str
         except ValueError:
             raise NotFound(f"no feature {feature_id!r} in {c.id}", field="featureId") from None
     found = conn.execute(
-        select(_feature_text(c, q)).select_from(c.source).where(id_col == key)
+        select(_feature_text(c, q))
+        .select_from(c.source)
+        .where(id_col == key, *licences_visible(c, q.unpublished))
     ).scalar_one_or_none()
     if found is None:
         raise NotFound(f"no feature {feature_id!r} in {c.id}", field="featureId")
@@ -409,8 +433,12 @@ def item(conn: Connection, c: Collection, feature_id: str, q: ItemsQuery) -> str
 
 
 def extent(conn: Connection, c: Collection) -> tuple[float, float, float, float] | None:
-    """Bounding box of the collection in WGS 84 lon/lat."""
-    box = conn.execute(select(func.ST_Extent(c.column("geom"))).select_from(c.source)).scalar()
+    """Bounding box of the collection in WGS 84 lon/lat (of what the public sees)."""
+    box = conn.execute(
+        select(func.ST_Extent(c.column("geom")))
+        .select_from(c.source)
+        .where(*licences_visible(c, None))
+    ).scalar()
     if box is None:
         return None
     inner = str(box)[4:-1].replace(",", " ").split()

@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -24,9 +25,9 @@ from zoneinfo import ZoneInfo
 import shapely
 from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.types import BigInteger
+from sqlalchemy.types import BigInteger, Text
 
-from cadastre.auth import PUBLIC, Principal
+from cadastre.auth import PUBLIC, Principal, require_licence_writer
 from cadastre.db.generation import lock_for_write
 from cadastre.db.overlaps import check_grant
 from cadastre.db.tables import (
@@ -37,13 +38,14 @@ from cadastre.db.tables import (
     parties,
 )
 from cadastre.domain.geometry import Intake
-from cadastre.domain.lifecycle import check_status, next_status
+from cadastre.domain.lifecycle import TRANSITIONS, allowed_actions, check_status, next_status
 from cadastre.domain.provinces import PROVINCES
 from cadastre.errors import (
     AreaLimitExceeded,
     CadastreError,
     Conflict,
     DuplicateLicenceNo,
+    IllegalTransition,
     ImportRejected,
     InvalidInput,
     NotFound,
@@ -900,6 +902,245 @@ def update_attributes(
         _apply_change(conn, licence_id, real, action="update", actor=actor, note=note)
 
 
+# -------------------------------------------------------------- bulk transitions
+
+#: Actions a bulk transition applies: those that change the status and nothing else,
+#: so they need no argument per licence. A grant re-checks each title's ground, a
+#: renewal, transfer or relinquishment takes its own dates, holder or ground: one by one.
+BULK_ACTIONS = ("surrender", "cancel", "expire", "refuse")
+
+_BULK_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS bulk_transition (
+    licence_id bigint PRIMARY KEY,
+    part integer NOT NULL,
+    before jsonb
+) ON COMMIT DROP
+"""
+# The event fields of a licence without its geometry (a bulk action never moves ground).
+_PLAIN_STATE = "jsonb_build_object(" + ", ".join(f"'{f}', l.{f}" for f in _EVENT_FIELDS) + ")"
+_BULK_BEFORE_SQL = text(
+    f"UPDATE bulk_transition s SET before = {_PLAIN_STATE} "  # noqa: S608 - fixed field list
+    "FROM licences l WHERE l.id = s.licence_id AND s.part = :part"
+)
+# One event per licence with the fields that changed, before and after, as
+# :func:`_apply_change` writes them.
+_BULK_EVENTS_SQL = text(
+    f"""
+    INSERT INTO licence_events (licence_id, version, action, actor, before, after, note)
+    SELECT l.id, l.version, :action, :actor,
+           coalesce((SELECT jsonb_object_agg(k, s.before -> k) FROM jsonb_object_keys(a.state) k
+                     WHERE a.state -> k IS DISTINCT FROM s.before -> k), '{{}}'),
+           coalesce((SELECT jsonb_object_agg(k, a.state -> k) FROM jsonb_object_keys(a.state) k
+                     WHERE a.state -> k IS DISTINCT FROM s.before -> k), '{{}}'),
+           :note
+    FROM licences l
+    JOIN bulk_transition s ON s.licence_id = l.id
+    CROSS JOIN LATERAL (SELECT {_PLAIN_STATE} AS state) a
+    WHERE s.part = :part
+    ORDER BY l.id
+    """  # noqa: S608 - fixed field list; the values are bound parameters
+)
+
+
+@dataclass(frozen=True)
+class BulkSelection:
+    """Which licences a bulk transition takes, by filter (all given filters apply)."""
+
+    province: str | None = None
+    status: str | None = None
+    licence_type: str | None = None
+    #: Titles whose term ended before this day (``expires_on < expired_before``).
+    expired_before: date | None = None
+
+    def empty(self) -> bool:
+        return not (self.province or self.status or self.licence_type or self.expired_before)
+
+
+def select_licences(conn: Connection, selection: BulkSelection) -> list[int]:
+    """Ids of the licences matching ``selection`` (at least one filter), in id order."""
+    if selection.empty():
+        raise InvalidInput("name at least one filter: the whole register is never selected")
+    q = select(licences.c.id).order_by(licences.c.id)
+    if selection.province:
+        q = q.where(licences.c.province_code == selection.province)
+    if selection.status:
+        q = q.where(licences.c.status == check_status(selection.status))
+    if selection.licence_type:
+        q = q.where(licences.c.licence_type == selection.licence_type)
+    if selection.expired_before:
+        q = q.where(licences.c.expires_on < selection.expired_before)
+    return [int(i) for i in conn.scalars(q)]
+
+
+def ids_of_numbers(conn: Connection, numbers: Sequence[str]) -> list[int]:
+    """The ids of licences given by number, in the given order; 404 naming a missing one."""
+    found = dict(
+        conn.execute(
+            select(licences.c.licence_no, licences.c.id).where(
+                licences.c.licence_no == func.any(bindparam("nos", list(numbers), ARRAY(Text)))
+            )
+        ).all()
+    )
+    missing = [n for n in numbers if n not in found]
+    if missing:
+        raise NotFound(
+            f"no licence numbered {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; nothing was changed",
+            field="licence_no",
+        )
+    return [int(found[n]) for n in numbers]
+
+
+def bulk_transition(
+    conn: Connection,
+    licence_ids: Sequence[int],
+    action: str,
+    *,
+    actor: str,
+    who: Principal | None = None,
+    note: str | None = None,
+    timezone: str = "Asia/Karachi",
+    chunk: int = 5000,
+    progress: Callable[[int], object] | None = None,
+) -> dict[str, int]:
+    """Apply one lifecycle action to many licences: set-based, one event per licence.
+
+    Every licence is checked before anything is written: it exists, ``action``
+    is allowed from its status (:mod:`cadastre.domain.lifecycle`), a title to
+    expire has passed its expiry date (in ``timezone``), and ``who`` (when given)
+    may write licences of its province. The first failure is raised naming the
+    licence, and nothing is changed. Then the licences are updated, versioned and
+    logged ``chunk`` at a time (a few statements per chunk, never one per licence),
+    calling ``progress`` with the count done. The caller commits: all or nothing.
+
+    Returns the count of licences changed per province code.
+    """
+    if action not in BULK_ACTIONS:
+        next_status("applied", action)  # an unknown action: InvalidInput naming the known ones
+        raise InvalidInput(
+            f"{action!r} is not applied in bulk (it needs arguments or checks of its own per "
+            f"licence); bulk actions: {', '.join(BULK_ACTIONS)}",
+            field="action",
+        )
+    ids = [int(i) for i in licence_ids]
+    if not ids:
+        return {}
+    twice = next((i for i, n in Counter(ids).items() if n > 1), None)
+    if twice is not None:
+        raise InvalidInput(f"licence id {twice} is listed twice; nothing was changed")
+    lock_for_write(conn)
+    conn.execute(text("DROP TABLE IF EXISTS bulk_transition"))
+    conn.execute(text(_BULK_STAGE_DDL))
+    # Each chunk is a ``part`` of the staged table: joined on it, never filtered by a
+    # long array (which PostgreSQL scans linearly for every row).
+    conn.execute(
+        text(
+            "INSERT INTO bulk_transition (licence_id, part) "
+            "SELECT id, (row_number() OVER (ORDER BY id) - 1) / :chunk "
+            "FROM unnest(CAST(:ids AS bigint[])) AS id"
+        ),
+        {"ids": ids, "chunk": chunk},
+    )
+    conn.execute(text("ANALYZE bulk_transition"))
+    _check_bulk(conn, action, who, _today(timezone))
+    new_status = next(TRANSITIONS[s][action] for s in TRANSITIONS if action in TRANSITIONS[s])
+    ordered = sorted(ids)
+    for number, start in enumerate(range(0, len(ordered), chunk)):
+        part = ordered[start : start + chunk]
+        conn.execute(_BULK_BEFORE_SQL, {"part": number})
+        id_param = bindparam("ids", value=part, type_=ARRAY(BigInteger))
+        conn.execute(
+            update(licences)
+            .where(licences.c.id == func.any(id_param))
+            .values(status=new_status, version=licences.c.version + 1, changed_at=func.now())
+        )
+        snapshot(conn, part)
+        conn.execute(
+            _BULK_EVENTS_SQL, {"part": number, "action": action, "actor": actor, "note": note}
+        )
+        if progress is not None:
+            progress(len(part))
+    counts = conn.execute(
+        text(
+            "SELECT l.province_code, count(*) FROM licences l "
+            "JOIN bulk_transition s ON s.licence_id = l.id GROUP BY 1 ORDER BY 1"
+        )
+    ).all()
+    return {str(code): int(n) for code, n in counts}
+
+
+def _check_bulk(conn: Connection, action: str, who: Principal | None, today: date) -> None:
+    """Refuse the whole bulk transition at its first licence that cannot take it."""
+    missing = conn.execute(
+        text(
+            "SELECT s.licence_id FROM bulk_transition s LEFT JOIN licences l "
+            "ON l.id = s.licence_id WHERE l.id IS NULL ORDER BY 1 LIMIT 1"
+        )
+    ).scalar_one_or_none()
+    if missing is not None:
+        raise NotFound(f"no licence with id {missing}; nothing was changed", field="licence_id")
+    allowed_from = [s for s, actions in TRANSITIONS.items() if action in actions]
+    bad = conn.execute(
+        text(
+            "SELECT l.id, l.licence_no, l.status, count(*) OVER () FROM licences l "
+            "JOIN bulk_transition s ON s.licence_id = l.id "
+            "WHERE l.status <> ALL(CAST(:allowed AS text[])) ORDER BY l.id LIMIT 1"
+        ),
+        {"allowed": allowed_from},
+    ).first()
+    if bad is not None:
+        id_, no, status, n = bad
+        refused = IllegalTransition(action, status, allowed_actions(status))
+        raise _naming(
+            refused,
+            f"licence {no} (id {id_}): {refused.message}; {n} of the listed licences "
+            f"cannot take {action!r}, nothing was changed",
+            licence_id=int(id_),
+            licence_no=str(no),
+            refused_count=int(n),
+        )
+    if action == "expire":
+        early = conn.execute(
+            text(
+                "SELECT l.id, l.licence_no, l.expires_on, count(*) OVER () FROM licences l "
+                "JOIN bulk_transition s ON s.licence_id = l.id "
+                "WHERE l.expires_on IS NULL OR l.expires_on >= :today ORDER BY l.id LIMIT 1"
+            ),
+            {"today": today},
+        ).first()
+        if early is not None:
+            id_, no, expires_on, n = early
+            when = expires_on.isoformat() if expires_on else "no expiry date"
+            raise Conflict(
+                f"licence {no} (id {id_}) has not expired yet ({when}); {n} of the listed "
+                "licences have not, nothing was changed",
+                field="action",
+                where={"licence_id": int(id_), "licence_no": str(no), "refused_count": int(n)},
+            )
+    if who is not None:
+        for code, id_, no in conn.execute(
+            text(
+                "SELECT DISTINCT ON (l.province_code) l.province_code, l.id, l.licence_no "
+                "FROM licences l JOIN bulk_transition s ON s.licence_id = l.id "
+                "ORDER BY l.province_code, l.id"
+            )
+        ):
+            try:
+                require_licence_writer(who, str(code))
+            except CadastreError as exc:
+                message = f"licence {no} (id {id_}): {exc.message}; nothing was changed"
+                raise _naming(exc, message, licence_id=int(id_), licence_no=str(no)) from None
+
+
+def _naming(exc: CadastreError, message: str, **where: Any) -> CadastreError:
+    """``exc`` saying which licence of a bulk transition it is about."""
+    exc.message = message
+    exc.args = (message,)
+    exc.where = {**(exc.where or {}), **where}
+    return exc
+
+
 # -------------------------------------------------------------------------- reads
 
 _PUBLIC_PROPERTIES = """json_build_object(
@@ -1109,6 +1350,8 @@ def end_of_day(day: date, tz: str) -> datetime:
 
 
 __all__ = [
+    "BULK_ACTIONS",
+    "BulkSelection",
     "Candidate",
     "FeaturePage",
     "Holder",
@@ -1116,14 +1359,17 @@ __all__ = [
     "RegisterResult",
     "Shape",
     "Transition",
+    "bulk_transition",
     "end_of_day",
     "get_licence",
+    "ids_of_numbers",
     "licence_history",
     "list_licences",
     "place",
     "province_of",
     "register_licences",
     "resolve_holders",
+    "select_licences",
     "snapshot",
     "transition",
     "update_attributes",

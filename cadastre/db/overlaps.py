@@ -49,6 +49,8 @@ _HITS_SQL = text(
     WHERE l.status IN ('granted', 'applied')
       AND (CAST(:exclusive AS jsonb) -> l.province_code ->> l.licence_type)::boolean
       AND l.id IS DISTINCT FROM :exclude
+      -- Applications held back from the public register: only for those who see them.
+      AND (l.published OR CAST(:scope AS text) = '*' OR l.province_code = CAST(:scope AS text))
     UNION ALL
     SELECT 'reserved_area', r.id, r.name, NULL, NULL, r.kind, r.province_code, NULL,
            r.area_km2, ST_Area(x.ig::geography), ST_AsGeoJSON(x.ig, 7),
@@ -156,6 +158,7 @@ def check(
     tolerance_m2: float = 100.0,
     tie_break: str = "ballot",
     exclude: int | None = None,
+    unpublished: str | None = "*",
 ) -> OverlapReport:
     """Everything that holds the ground of ``geometry`` (MultiPolygon, EPSG:4326).
 
@@ -164,12 +167,19 @@ def check(
     (Balochistan Mineral Rules 2002 r.10) and conflicts with ``simultaneous``
     set, to be resolved by ``tie_break``; one received later ranks behind the
     candidate and is not reported. ``exclude`` leaves out the candidate itself
-    when it is already in the register.
+    when it is already in the register. ``unpublished``: the applications held back
+    from the public register that count (``"*"`` all, the register's own checks; a
+    province code or None for a reader who sees only those or none).
     """
     wkb = _ewkb(geometry)
     rows = conn.execute(
         _HITS_SQL,
-        {"wkb": wkb, "exclusive": json.dumps(exclusivity(rules)), "exclude": exclude},
+        {
+            "wkb": wkb,
+            "exclusive": json.dumps(exclusivity(rules)),
+            "exclude": exclude,
+            "scope": unpublished,
+        },
     ).mappings()
     tz = ZoneInfo(timezone)
     day = received_at.astimezone(tz).date()

@@ -377,6 +377,8 @@ licence_density = Table(
     Column("n", Integer, nullable=False),
     Column("area_km2", Float, nullable=False),
     PrimaryKeyConstraint("level", "cx", "cy", "status", "licence_type", "province_code"),
+    # The cells a change emptied, found at once to be removed (revision 0009).
+    Index("ix_licence_density_empty", "level", postgresql_where=text("n <= 0")),
 )
 
 # The same cells without the breakdown: what an unfiltered low-zoom tile reads
@@ -392,6 +394,7 @@ licence_cells = Table(
     Column("granted", Integer, nullable=False),
     Column("area_km2", Float, nullable=False),
     PrimaryKeyConstraint("level", "cx", "cy"),
+    Index("ix_licence_cells_empty", "level", postgresql_where=text("n <= 0")),
 )
 
 #: Cells per tile side, and the finest level's cell size in Web Mercator metres.
@@ -520,6 +523,57 @@ def density_functions(public_only: bool) -> str:
             "    DELETE FROM licence_density;\n    DELETE FROM licence_cells;",
         )
     )
+
+
+def _signed_levels(sources: tuple[tuple[str, int], ...]) -> str:
+    return " UNION ALL ".join(
+        f"SELECT x.*, {sign} AS sign FROM ({_level_rows(src, True)}) AS x"  # noqa: S608
+        for src, sign in sources
+    )
+
+
+def _apply_delta(sources: tuple[tuple[str, int], ...]) -> str:
+    """One statement adding (+1) and taking away (-1) the cells of the licences in each
+    source: their level rows are computed once for both tables, keys whose counts do not
+    change are left alone; then the emptied cells go (found by a partial index)."""
+    keys = _DENSITY[1]
+    return f"""
+    WITH lv AS MATERIALIZED ({_signed_levels(sources)}),
+    dens AS (
+        INSERT INTO licence_density AS d ({keys}, n, area_km2)
+        SELECT {keys}, sum(sign)::int, sum(sign * area_km2)
+        FROM lv GROUP BY {keys}
+        HAVING sum(sign) <> 0 OR abs(sum(sign * area_km2)) > 1e-9
+        ON CONFLICT ({keys})
+        DO UPDATE SET n = d.n + EXCLUDED.n, area_km2 = d.area_km2 + EXCLUDED.area_km2
+    )
+    INSERT INTO licence_cells AS d (level, cx, cy, n, applied, granted, area_km2)
+    SELECT level, cx, cy, sum(sign)::int,
+           coalesce(sum(sign) FILTER (WHERE status = 'applied'), 0)::int,
+           coalesce(sum(sign) FILTER (WHERE status = 'granted'), 0)::int,
+           sum(sign * area_km2)
+    FROM lv GROUP BY level, cx, cy
+    HAVING sum(sign) <> 0 OR abs(sum(sign * area_km2)) > 1e-9
+        OR coalesce(sum(sign) FILTER (WHERE status = 'applied'), 0) <> 0
+        OR coalesce(sum(sign) FILTER (WHERE status = 'granted'), 0) <> 0
+    ON CONFLICT (level, cx, cy)
+    DO UPDATE SET n = d.n + EXCLUDED.n, applied = d.applied + EXCLUDED.applied,
+                  granted = d.granted + EXCLUDED.granted,
+                  area_km2 = d.area_km2 + EXCLUDED.area_km2;
+    DELETE FROM licence_density WHERE n <= 0;
+    DELETE FROM licence_cells WHERE n <= 0;
+    """  # noqa: S608 - table names of this module
+
+
+#: The trigger functions of revision 0009: as :func:`density_functions` (published
+#: licences only), each computing the cells of the rows it sees once.
+DENSITY_DELTA_FUNCTIONS = (
+    _trigger_function("cadastre_density_insert", _apply_delta((("new_rows", 1),)))
+    + _trigger_function(
+        "cadastre_density_update", _apply_delta((("old_rows", -1), ("new_rows", 1)))
+    )
+    + _trigger_function("cadastre_density_delete", _apply_delta((("old_rows", -1),)))
+)
 
 
 def density_rebuild(public_only: bool) -> str:
@@ -686,3 +740,51 @@ api_keys = Table(
 #: connection): it may read and write the register but cannot UPDATE, DELETE or
 #: TRUNCATE the event log, whatever the SQL it is made to run.
 SERVICE_ROLE = "cadastre_service"
+
+# Subscribers to the public change feed: each event is POSTed to ``url``, signed with
+# ``secret`` (HMAC-SHA256 of the body), in feed order; ``cursor`` is the last event
+# delivered (or skipped as not public). The secret is kept as given: the service
+# needs it to sign.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False, comment="HMAC-SHA256 key; never shown after creation"),
+    Column("cursor", BigInteger, nullable=False, comment="last event id delivered"),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column(
+        "next_attempt_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("now()"),
+    ),
+    Column("last_error", Text),
+    Column("delivered", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("created_by", Text, nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    CheckConstraint("url ~ '^https?://'", name="url"),
+)
+
+# Event ids are taken only under the register's write lock (revision 0008): a BEFORE
+# STATEMENT trigger takes the lock before the statement's rows (and their identity
+# defaults) are made, and the lock is held until commit. So ids are in commit order
+# for every writer, including one that forgot ``lock_for_write``, and a reader that
+# has seen event n has seen every committed event below n: the change feed's cursor.
+EVENT_ORDER_DDL = """
+CREATE OR REPLACE FUNCTION cadastre_event_order() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM register_generation WHERE id = 1 FOR UPDATE;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER licence_events_commit_order
+    BEFORE INSERT ON licence_events
+    FOR EACH STATEMENT EXECUTE FUNCTION cadastre_event_order();
+"""
+EVENT_ORDER_DROP = """
+DROP TRIGGER IF EXISTS licence_events_commit_order ON licence_events;
+DROP FUNCTION IF EXISTS cadastre_event_order();
+"""

@@ -48,6 +48,7 @@ from sqlalchemy import ColumnElement, Connection, and_, cast, literal_column, se
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import BigInteger, Boolean, Float, String
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.features import Collection
 from cadastre.db.filters import LicenceFilter
 from cadastre.db.tables import (
@@ -70,6 +71,7 @@ __all__ = [
     "tile",
 ]
 from cadastre.errors import BadQuery, NotFound
+from cadastre.survey.access import visible
 
 EXTENT = 4096
 BUFFER = 64
@@ -159,8 +161,9 @@ def _braces(sql: str) -> str:
     return sql.replace("{", "{{").replace("}", "}}")
 
 
-def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
-    """A vector survey layer of the catalogue as a tile source (None when there is none).
+def survey_layer(conn: Connection, slug: str, who: Principal = PUBLIC) -> TileLayer | None:
+    """A vector survey layer of the catalogue as a tile source (None when there is none,
+    or ``who`` may not read it).
 
     The jsonb properties become one typed column per attribute of the layer's
     schema. Attribute names come from users' files, so they reach the SQL only
@@ -169,7 +172,7 @@ def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
     """
     row = conn.execute(
         select(survey_layers.c.id, survey_layers.c.attributes).where(
-            survey_layers.c.slug == slug, survey_layers.c.storage == "vector"
+            survey_layers.c.slug == slug, survey_layers.c.storage == "vector", visible(who)
         )
     ).first()
     if row is None:
@@ -194,11 +197,12 @@ def survey_layer(conn: Connection, slug: str) -> TileLayer | None:
     )
 
 
-def layer(collection_id: str, conn: Connection | None = None) -> TileLayer:
-    """The tile source of a collection; survey layers come from the catalogue (needs ``conn``)."""
+def layer(collection_id: str, conn: Connection | None = None, who: Principal = PUBLIC) -> TileLayer:
+    """The tile source of a collection; survey layers come from the catalogue (needs
+    ``conn``), and one that ``who`` may not read is not found."""
     found = LAYERS.get(collection_id)
     if found is None and conn is not None:
-        found = survey_layer(conn, collection_id)
+        found = survey_layer(conn, collection_id, who)
     if found is None:
         raise NotFound(f"no tile source {collection_id!r}", field="collection")
     return found
@@ -221,12 +225,15 @@ class TileQuery:
     cql: ColumnElement[bool] | None = None  # over the items collection's columns
     cql_key: str = ""  # the canonical CQL2 JSON, for cache keys
     collection: Collection | None = None  # the items collection the CQL2 refers to
+    #: Unpublished applications the reader sees besides the public register: None, a
+    #: province code or "*" (all). Their tiles are made apart from the public ones.
+    unpublished: str | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.plain) or self.cql is not None
+        return bool(self.plain) or self.cql is not None or self.unpublished is not None
 
     def key(self) -> str:
-        return f"{self.plain.key()}|{self.cql_key}"
+        return f"{self.plain.key()}|{self.cql_key}|{self.unpublished or ''}"
 
 
 # --------------------------------------------------------------------------- SQL
@@ -254,6 +261,11 @@ def _licence_where(q: TileQuery) -> tuple[str, dict[str, Any]]:
     """Extra WHERE text (starting with AND) over ``licences l`` for the request's filters."""
     parts: list[str] = []
     params: dict[str, Any] = {}
+    if q.unpublished is None:
+        parts.append("l.published")
+    elif q.unpublished != "*":
+        parts.append("(l.published OR l.province_code = %(viewer_province)s)")
+        params["viewer_province"] = q.unpublished
     plain = q.plain.where(
         literal_column("l.status"),
         literal_column("l.licence_type"),
@@ -291,7 +303,8 @@ def _density_counts(z: int, q: TileQuery) -> tuple[str, dict[str, Any]]:
                   AND cy BETWEEN {lo_y} AND {lo_y} + {hi}""",
             {},
         )
-    if q.cql is None and not q.plain.minerals:
+    if q.cql is None and not q.plain.minerals and q.unpublished is None:
+        # The stored cells count published licences only: the public's view.
         where, params = _compile(
             and_(
                 *q.plain.conditions(
@@ -315,7 +328,7 @@ def _density_counts(z: int, q: TileQuery) -> tuple[str, dict[str, Any]]:
                 SELECT c.cx >> {shift} AS cx, c.cy >> {shift} AS cy,
                        1 AS n, l.status, l.area_km2
                 FROM licences l, b, LATERAL {finest_cell("l.geom")} AS c
-                WHERE l.geom && ST_Transform(b.envm, 4326) AND l.minzoom > {z}{where}
+                WHERE l.geom_mid && b.envm AND l.minzoom > {z}{where}
             ) AS cells
             WHERE cx BETWEEN {lo_x} AND {lo_x} + {hi} AND cy BETWEEN {lo_y} AND {lo_y} + {hi}
             GROUP BY cx, cy""",
@@ -533,6 +546,7 @@ def tile(
     y: int,
     kind: str = "mvt",
     query: TileQuery | None = None,
+    who: Principal = PUBLIC,
 ) -> bytes | None:
     """One tile made by PostGIS: MVT bytes or GeoJSON text (UTF-8); None when it is empty.
 
@@ -543,7 +557,7 @@ def tile(
     if not query and collection_id in LAYERS:
         result = _run(conn, _builtin_prepared(collection_id, z, kind), z, x, y)
     else:
-        lay = layer(collection_id, conn)
+        lay = layer(collection_id, conn, who)
         result = _run(conn, _statement(lay, z, kind, query or TileQuery()), z, x, y)
     if result is None:
         return None

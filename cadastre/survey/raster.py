@@ -52,6 +52,7 @@ from rio_tiler.io import Reader
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.engine import Database
 from cadastre.db.generation import lock_for_write
 from cadastre.db.tables import SURVEY_KINDS, survey_layers
@@ -66,6 +67,7 @@ from cadastre.errors import (
     RasterRefused,
     RasterUnavailable,
 )
+from cadastre.survey.access import visible
 
 #: Percentiles every statistics answer carries (the stored ones too).
 DEFAULT_PERCENTILES = (2.0, 25.0, 50.0, 75.0, 98.0)
@@ -100,6 +102,8 @@ class RasterMeta:
     units: str | None = None
     description: str | None = None
     synthetic: bool = False
+    #: Readable without signing in (open data); otherwise signed-in callers only.
+    public: bool = False
 
     def check(self) -> None:
         """Refuse a malformed slug, an unknown kind or an empty name, source or licence."""
@@ -130,6 +134,14 @@ class RasterLayer:
     name: str
     path: Path
     info: Mapping[str, Any]
+    public: bool = False
+
+    def readable(self, who: Principal) -> RasterLayer:
+        """This layer, when ``who`` may read it; else :class:`NotFound`, as for a raster
+        that does not exist (a layer is kept per generation for every caller)."""
+        if not (self.public or who.reads_restricted_layers):
+            raise NotFound(f"no raster survey layer {self.slug!r}", field="slug")
+        return self
 
     @property
     def nodata(self) -> float | None:
@@ -341,6 +353,7 @@ def import_raster(
                 "source": meta.source,
                 "licence": meta.licence,
                 "synthetic": meta.synthetic,
+                "public": meta.public,
                 "original_crs": original_crs,
                 "geometry_type": None,
                 "feature_count": 0,
@@ -436,6 +449,7 @@ _COLUMNS = (
     survey_layers.c.source,
     survey_layers.c.licence,
     survey_layers.c.synthetic,
+    survey_layers.c.public,
     survey_layers.c.original_crs,
     survey_layers.c.raster,
     survey_layers.c.loaded_at,
@@ -444,11 +458,11 @@ _COLUMNS = (
 )
 
 
-def _row(conn: Connection, slug: str) -> RowMapping:
+def _row(conn: Connection, slug: str, *conditions: Any) -> RowMapping:
     row = (
         conn.execute(
             select(*_COLUMNS).where(
-                survey_layers.c.slug == slug, survey_layers.c.storage == "raster"
+                survey_layers.c.slug == slug, survey_layers.c.storage == "raster", *conditions
             )
         )
         .mappings()
@@ -469,6 +483,7 @@ def _entry(row: RowMapping) -> dict[str, Any]:
         "source": row["source"],
         "licence": row["licence"],
         "synthetic": row["synthetic"],
+        "public": row["public"],
         "original_crs": row["original_crs"],
         "loaded_at": row["loaded_at"].isoformat(),
         "loaded_by": row["loaded_by"],
@@ -478,24 +493,34 @@ def _entry(row: RowMapping) -> dict[str, Any]:
     }
 
 
-def list_rasters(conn: Connection) -> list[dict[str, Any]]:
-    """Every raster survey layer's catalogue entry, by slug."""
+def list_rasters(conn: Connection, who: Principal = PUBLIC) -> list[dict[str, Any]]:
+    """The catalogue entry of every raster survey layer ``who`` may read, by slug."""
     rows = conn.execute(
-        select(*_COLUMNS).where(survey_layers.c.storage == "raster").order_by(survey_layers.c.slug)
+        select(*_COLUMNS)
+        .where(survey_layers.c.storage == "raster", visible(who))
+        .order_by(survey_layers.c.slug)
     ).mappings()
     return [_entry(r) for r in rows]
 
 
-def get_raster(conn: Connection, slug: str) -> dict[str, Any]:
-    """One raster's catalogue entry; :class:`NotFound` when there is none."""
-    return _entry(_row(conn, slug))
+def get_raster(conn: Connection, slug: str, who: Principal = PUBLIC) -> dict[str, Any]:
+    """One raster's catalogue entry; :class:`NotFound` when there is none, or ``who`` may
+    not read it."""
+    return _entry(_row(conn, slug, visible(who)))
 
 
 def layer(conn: Connection, raster_dir: Path, slug: str) -> RasterLayer:
-    """The raster ``slug`` as the readers need it: its file and description."""
+    """The raster ``slug`` as the readers need it: its file, description and whether it is
+    public. Whoever serves it checks :meth:`RasterLayer.readable` for the caller."""
     row = _row(conn, slug)
     info = dict(row["raster"])
-    return RasterLayer(slug=slug, name=row["name"], path=raster_dir / info["path"], info=info)
+    return RasterLayer(
+        slug=slug,
+        name=row["name"],
+        path=raster_dir / info["path"],
+        info=info,
+        public=bool(row["public"]),
+    )
 
 
 def delete_raster(db: Database, raster_dir: Path, slug: str) -> None:

@@ -32,6 +32,7 @@ import shapely
 from shapely.validation import explain_validity
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 
+from cadastre.auth import PUBLIC, Principal
 from cadastre.db.generation import lock_for_write
 from cadastre.db.tables import SURVEY_KINDS, survey_features, survey_layers
 from cadastre.errors import (
@@ -42,6 +43,7 @@ from cadastre.errors import (
     UnknownCRS,
     UploadTooLarge,
 )
+from cadastre.survey.access import visible
 
 #: Collections that exist without the catalogue: a survey layer may not take their ids.
 BUILTIN_COLLECTIONS = frozenset({"licences", "jurisdictions", "reserved_areas"})
@@ -89,6 +91,8 @@ class LayerMeta:
     licence: str
     description: str | None = None
     synthetic: bool = False
+    #: Readable without signing in (open data); otherwise signed-in callers only.
+    public: bool = False
 
     def check(self) -> None:
         """Refuse a slug, kind or empty text that the catalogue cannot take."""
@@ -717,6 +721,7 @@ def load_vector(
             source=meta.source.strip(),
             licence=meta.licence.strip(),
             synthetic=meta.synthetic,
+            public=meta.public,
             original_crs=data.original_crs,
             geometry_type=data.geometry_type,
             attributes=data.attributes,
@@ -754,7 +759,7 @@ def load_vector(
             )
         )
     )
-    entry = get_layer(conn, meta.slug)
+    entry = _lookup(conn, meta.slug)
     entry["notes"] = list(data.notes)
     return entry
 
@@ -770,6 +775,7 @@ _ENTRY = select(
     survey_layers.c.source,
     survey_layers.c.licence,
     survey_layers.c.synthetic,
+    survey_layers.c.public,
     survey_layers.c.original_crs,
     survey_layers.c.geometry_type,
     survey_layers.c.attributes,
@@ -791,17 +797,43 @@ def _entry(row: Any) -> dict[str, Any]:
     return m
 
 
-def list_layers(conn: Connection) -> list[dict[str, Any]]:
-    """The catalogue: every survey layer (vector and raster), by slug."""
-    return [_entry(r) for r in conn.execute(_ENTRY.order_by(survey_layers.c.slug))]
+def list_layers(conn: Connection, who: Principal = PUBLIC) -> list[dict[str, Any]]:
+    """The catalogue as ``who`` sees it: every survey layer (vector and raster) it may
+    read, by slug."""
+    query = _ENTRY.where(visible(who)).order_by(survey_layers.c.slug)
+    return [_entry(r) for r in conn.execute(query)]
 
 
-def get_layer(conn: Connection, slug: str) -> dict[str, Any]:
-    """One catalogue entry: slug, name, kind, source, licence, CRS, schema, count, extent."""
-    row = conn.execute(_ENTRY.where(survey_layers.c.slug == slug)).first()
+def get_layer(conn: Connection, slug: str, who: Principal = PUBLIC) -> dict[str, Any]:
+    """One catalogue entry: slug, name, kind, source, licence, public, CRS, schema, count,
+    extent. :class:`NotFound` when there is none, or ``who`` may not read it."""
+    return _lookup(conn, slug, visible(who))
+
+
+def _lookup(conn: Connection, slug: str, *conditions: Any) -> dict[str, Any]:
+    row = conn.execute(_ENTRY.where(survey_layers.c.slug == slug, *conditions)).first()
     if row is None:
         raise NotFound(f"no survey layer {slug!r}", field="slug")
     return _entry(row)
+
+
+def set_public(conn: Connection, slug: str, public: bool, who: Principal) -> dict[str, Any]:
+    """Mark a survey layer (vector or raster) public or restricted, in the caller's
+    transaction; returns its catalogue entry.
+
+    Takes the register's write lock, so map caches and validators move on at the
+    commit. A layer ``who`` may not read is not found.
+    """
+    lock_for_write(conn)
+    done = conn.execute(
+        update(survey_layers)
+        .where(survey_layers.c.slug == slug, visible(who))
+        .values(public=public)
+        .returning(survey_layers.c.id)
+    ).first()
+    if done is None:
+        raise NotFound(f"no survey layer {slug!r}", field="slug")
+    return _lookup(conn, slug)
 
 
 def delete_layer(conn: Connection, slug: str) -> None:

@@ -118,9 +118,14 @@ def test_geojson_is_gzipped_when_asked(client: TestClient) -> None:
     assert r.json()["numberReturned"] == 7  # and it decodes to the collection
 
 
-def test_cache_control_on_tiles_lets_clients_revalidate(client: TestClient) -> None:
-    r = client.get("/tiles/jurisdictions/5/22/13.mvt")
+def test_cache_control_on_tiles_lets_clients_revalidate(
+    anon: TestClient, client: TestClient
+) -> None:
+    r = anon.get("/tiles/jurisdictions/5/22/13.mvt")
     assert r.headers["cache-control"] == "no-cache"
+    # A signed-in caller's answer is kept from shared caches.
+    r = client.get("/tiles/jurisdictions/5/22/13.mvt")
+    assert r.headers["cache-control"] == "private, no-cache"
 
 
 def test_collections_carry_an_etag_and_follow_a_change(client: TestClient) -> None:
@@ -136,6 +141,6 @@ def test_collections_carry_an_etag_and_follow_a_change(client: TestClient) -> No
     (box,) = doc["extent"]["spatial"]["bbox"]
     assert box[0] <= 66.0 and box[2] >= 66.05 and box[1] <= 28.0 and box[3] >= 28.05
     tj = client.get("/tiles/licences/tilejson.json")
-    assert tj.headers["cache-control"] == "no-cache"
+    assert tj.headers["cache-control"] == "private, no-cache"  # signed in
     w, s_, e, n = tj.json()["bounds"]
     assert w <= 66.0 and e >= 66.05 and s_ <= 28.0 and n >= 28.05

@@ -77,7 +77,7 @@ def test_405_allows_every_method_of_the_path(client: TestClient) -> None:
     assert r.status_code == 405
     assert set(r.headers["allow"].split(", ")) == {"GET", "PATCH"}
     r = client.request("PUT", "/survey/layers/x")
-    assert set(r.headers["allow"].split(", ")) == {"GET", "DELETE"}
+    assert set(r.headers["allow"].split(", ")) == {"GET", "DELETE", "PATCH"}
     # A concrete path wins over the template that also matches it.
     r = client.request("PUT", "/rasters/colormaps")
     assert r.headers["allow"] == "GET"

@@ -797,6 +797,25 @@ def test_export_reimports(make_db: Callable[..., CliDb], tmp_path: Path) -> None
     assert target.rows(pairs) == source.rows(pairs)
 
 
+def test_export_leaves_out_applications_held_back(
+    make_db: Callable[..., CliDb], tmp_path: Path
+) -> None:
+    db = make_db()
+    rows = good_rows()
+    assert (
+        cli(db, "import", "licences", write_geojson(rows, tmp_path / "in.geojson")).exit_code == 0
+    )
+    held = db.scalar("SELECT min(id) FROM licences WHERE status = 'applied'")
+    assert held is not None
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE licences SET published = false WHERE id = :id"), {"id": held})
+    out = tmp_path / "out.geojson"
+    assert cli(db, "export", out).exit_code == 0
+    back = gpd.read_file(out, engine="pyogrio")
+    assert len(back) == len(rows) - 1
+    assert held not in set(back["id"])
+
+
 def test_export_unknown_format(sample_db: CliDb, tmp_path: Path) -> None:
     result = cli(sample_db, "export", tmp_path / "register.kml")
     assert result.exit_code == 1

@@ -89,6 +89,7 @@ OCCURRENCES = LayerMeta(
     kind="occurrences",
     source="USGS via sample_data",
     licence="public domain",
+    public=True,  # open data: GDAL and OWSLib read it without signing in
 )
 
 

@@ -67,6 +67,14 @@ def _head() -> str:
     return head
 
 
+#: Triggers on the event log: append-only (0001) and ids in commit order (0008).
+EVENT_TRIGGERS = {
+    "licence_events_append_only",
+    "licence_events_no_truncate",
+    "licence_events_commit_order",
+}
+
+
 def _revision(engine: Engine) -> str | None:
     with engine.connect() as c:
         return MigrationContext.configure(c).get_current_revision()
@@ -118,7 +126,7 @@ def test_upgrade_installs_postgis_and_append_only_triggers(
     upgrade(fresh_url)
     with fresh_engine.connect() as c:
         assert c.execute(text("SELECT postgis_version()")).scalar_one()
-    assert _triggers(fresh_engine) == {"licence_events_append_only", "licence_events_no_truncate"}
+    assert _triggers(fresh_engine) == EVENT_TRIGGERS
 
 
 def test_upgrade_is_idempotent(fresh_url: str, fresh_engine: Engine) -> None:
@@ -153,7 +161,7 @@ def test_downgrade_to_base_and_upgrade_again(fresh_url: str, fresh_engine: Engin
     upgrade(fresh_url)
     assert _revision(fresh_engine) == _head()
     assert _our_tables(fresh_engine) == set(metadata.tables)
-    assert _triggers(fresh_engine) == {"licence_events_append_only", "licence_events_no_truncate"}
+    assert _triggers(fresh_engine) == EVENT_TRIGGERS
     assert _drift(fresh_engine) == []
 
 

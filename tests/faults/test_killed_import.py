@@ -100,7 +100,7 @@ def test_a_killed_import_leaves_the_register_as_it_was(
                 try:
                     # Midway: the first 20,000 licences are written (the progress bar says
                     # so) in a transaction that holds an id (it has written rows).
-                    deadline = time.monotonic() + 50
+                    deadline = time.monotonic() + 150  # a loaded machine imports slowly
                     while True:
                         assert proc.poll() is None, "the import ended before it could be killed"
                         assert time.monotonic() < deadline, progress.read_text()[-500:]

@@ -22,6 +22,7 @@ from api.app import create_app
 from cadastre.settings import Settings
 from cadastre.survey.raster import RasterMeta, import_raster
 from tests.conftest import SavepointDatabase
+from tests.live import ADMIN
 
 CRS = "EPSG:32641"
 X0, Y1, PIXEL = 400_000.0, 3_240_000.0, 100.0
@@ -94,5 +95,7 @@ def imported(db: SavepointDatabase, raster_dir: Path, source: Path) -> dict[str,
 
 @pytest.fixture
 def rclient(raster_settings: Settings, db: SavepointDatabase) -> Iterator[TestClient]:
-    with TestClient(create_app(raster_settings, db=db)) as c:
+    """The raster app, signed in as an admin: test rasters are not public, and only
+    signed-in callers read those. What anonymous callers see is tested on its own."""
+    with TestClient(create_app(raster_settings, db=db), headers=ADMIN) as c:
         yield c

@@ -72,14 +72,16 @@ def test_raster_import_list_delete(
     assert "writing Cloud-Optimised GeoTIFF" in result.output
     assert "imported cli_grid: 300 x 200 px, 1 band(s) float32, EPSG:32641" in result.output
     listed = invoke("raster", "list")
-    assert "cli_grid\tgeophysics\t300x200\tEPSG:32641\tnT\tCLI grid SYNTHETIC" in listed.output
+    line = "cli_grid\tgeophysics\t300x200\tEPSG:32641\tnT\trestricted\tCLI grid SYNTHETIC"
+    assert line in listed.output
 
     again = invoke(*args)
     assert again.exit_code == 1
     assert "'cli_grid' already exists" in again.output
-    replaced = invoke(*args, "--replace")
+    replaced = invoke(*args, "--replace", "--public")
     assert replaced.exit_code == 0, replaced.output
     assert len(list(folder.iterdir())) == 1
+    assert "\tnT\tpublic\tCLI grid" in invoke("raster", "list").output
 
     assert invoke("raster", "delete", "cli_grid").exit_code == 0
     assert list(folder.iterdir()) == []

@@ -56,9 +56,19 @@ def test_survey_import_shows_progress_and_commits(cli_db: CliDb, tmp_path: Path)
     replaced = cli(cli_db, "survey", "import", path, *ARGS, "--replace")
     assert replaced.exit_code == 0, replaced.output
     assert cli_db.count("survey_features") == 4
+    assert cli_db.scalar("SELECT public FROM survey_layers WHERE slug = 'rd_samples'") is False
 
     listing = cli(cli_db, "survey", "list")
-    assert "rd_samples\tgeochemistry\tvector\t4\tReko Diq soil samples" in listing.output
+    assert "rd_samples\tgeochemistry\tvector\trestricted\t4\tReko Diq soil samples" in (
+        listing.output
+    )
+    public = cli(cli_db, "survey", "visibility", "rd_samples", "--public")
+    assert public.exit_code == 0, public.output
+    assert cli_db.scalar("SELECT public FROM survey_layers WHERE slug = 'rd_samples'") is True
+    assert "\tvector\tpublic\t4\t" in cli(cli_db, "survey", "list").output
+    cli(cli_db, "survey", "visibility", "rd_samples", "--restricted")
+    assert cli_db.scalar("SELECT public FROM survey_layers WHERE slug = 'rd_samples'") is False
+    assert cli(cli_db, "survey", "visibility", "nothing_here", "--public").exit_code == 1
     deleted = cli(cli_db, "survey", "delete", "rd_samples")
     assert deleted.exit_code == 0, deleted.output
     assert cli_db.count("survey_layers") == 0
@@ -109,8 +119,18 @@ def test_load_sample_catalogues_the_survey_layers(cli_db: CliDb) -> None:
     rows = {
         r["slug"]: r
         for r in cli_db.rows(
-            "SELECT slug, kind, synthetic, name, feature_count, geometry_type FROM survey_layers"
+            "SELECT slug, kind, synthetic, public, name, feature_count, geometry_type "
+            "FROM survey_layers"
         )
+    }
+    # Open data (USGS, GEM, geoBoundaries) and invented demo data: all public, so the public
+    # map shows them.
+    assert {slug: r["public"] for slug, r in rows.items()} == {
+        "districts_geoboundaries": True,
+        "mineral_occurrences_usgs": True,
+        "active_faults_gem2017": True,
+        "geology_synthetic": True,
+        "aeromag_chagai_synthetic": True,
     }
     assert rows["mineral_occurrences_usgs"]["kind"] == "occurrences"
     assert rows["mineral_occurrences_usgs"]["feature_count"] == 122

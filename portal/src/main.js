@@ -23,11 +23,11 @@ const STATUS_COLOURS = {
 };
 const PALETTE = ["#8c510a", "#01665e", "#762a83", "#b35806", "#1b7837", "#c51b7d", "#4d4d4d"];
 const $ = (id) => document.getElementById(id);
+const TOKEN = "cadastre.portal.token";
+const session = { user: null };
 
 // ------------------------------------------------------------------ talking to the service
 
-const TOKEN = "cadastre.portal.token";
-const session = { user: null };
 
 class ApiError extends Error {}
 
@@ -93,6 +93,12 @@ const map = new maplibregl.Map({
     [100, 50],
   ],
   attributionControl: { compact: true },
+  // Tiles of the service carry the sign-in too: an officer's map shows the applications
+  // held back from the public, a geologist's the restricted survey layers.
+  transformRequest: (url) => {
+    const token = sessionStorage.getItem(TOKEN);
+    return token && url.startsWith(ORIGIN) ? { url, headers: { Authorization: `Bearer ${token}` } } : { url };
+  },
   cooperativeGestures: false,
 });
 map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-left");
@@ -1015,6 +1021,13 @@ async function signIn(form) {
   }
   sessionStorage.setItem(TOKEN, data.access_token);
   await loadSession();
+  reloadRegister();
+}
+
+/** What the map and the list show depends on who asks: fetch them again. */
+function reloadRegister() {
+  map.getSource("licences")?.setTiles([tiles("licences", filterQuery().toString())]);
+  refreshList();
 }
 
 function wireSignIn() {
@@ -1040,6 +1053,7 @@ function wireSignIn() {
     sessionStorage.removeItem(TOKEN);
     session.user = null;
     renderSession();
+    reloadRegister();
   });
 }
 

@@ -16,7 +16,6 @@ import pytest
 import shapely
 from playwright.sync_api import Page, expect
 
-from cadastre.db import accounts
 from tests.e2e.conftest import Portal, shot
 
 READY = 60_000  # ms: the first load draws the whole country in software WebGL
@@ -395,11 +394,10 @@ def test_on_a_phone_by_keyboard(browser: Any, portal: Portal, target: dict[str, 
 def test_an_officer_checks_an_overlapping_candidate(
     page: Page, portal: Portal, target: dict[str, Any]
 ) -> None:
-    with portal.engine.begin() as conn:
-        accounts.add_account(
-            conn, "officer.lahore", "officer", province="PK-PB",
-            password="correct horse battery", created_by="tests",
-        )  # fmt: skip
+    portal.cli(
+        "users", "add", "officer.lahore", "--role", "officer", "--province", "PK-PB",
+        "--password-stdin", input="correct horse battery\n",
+    )  # fmt: skip
     open_portal(page, portal)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_label("User name").fill("officer.lahore")

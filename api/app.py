@@ -25,6 +25,7 @@ from api.routers import (
     ogc,
     opendata,
     overlaps,
+    portal,
     rasters,
     register,
     survey,
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(opendata.router)
     app.include_router(changes.router)
     app.include_router(webhooks.router)
+    app.include_router(portal.router)
     errors.install(app)
     openapi.install(app)
     for media_type in COMPRESSED:

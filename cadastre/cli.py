@@ -24,7 +24,7 @@ from cadastre.db.licences import BulkSelection, bulk_transition, ids_of_numbers,
 from cadastre.db.migrate import upgrade
 from cadastre.db.overlaps import AuditRow, audit
 from cadastre.db.reserved import load_reserved_areas
-from cadastre.db.tables import licences
+from cadastre.db.tables import licences, survey_layers
 from cadastre.domain.provinces import province_code
 from cadastre.errors import CadastreError, ImportRejected
 from cadastre.ingest import import_licences, read_licence_file
@@ -122,24 +122,33 @@ def load_sample(
     ] = False,
     directory: Annotated[Path, typer.Option("--dir", help="Sample data folder.")] = SAMPLE_DIR,
 ) -> None:
-    """Load the provinces, the synthetic sample licences and the synthetic aeromagnetic grid."""
+    """Load the provinces, the synthetic sample licences, the survey layers (districts among
+    them) and the synthetic aeromagnetic grid."""
     settings = _settings()
     db = _database(settings)
     _load_sample_raster(db, settings, directory)
     with db.begin() as conn:
-        if if_empty and conn.scalar(select(func.count()).select_from(licences)):
-            typer.echo("sample data already loaded")
-            return
-        provinces = json.loads((directory / "pakistan_admin1_provinces.geojson").read_text())
-        n = load_jurisdictions(
-            conn, provinces["features"], source="geoBoundaries PAK ADM1 (see sample_data/README.md)"
-        )
-        typer.echo(f"loaded {n} provinces and territories")
-        reserved = json.loads((directory / "reserved_areas_synthetic.geojson").read_text())
-        m = load_reserved_areas(conn, reserved["features"])
-        typer.echo(f"loaded {m} reserved areas (synthetic)")
-    _import(directory / "licences_synthetic.geojson", None, actor="sample-loader", skip=False)
-    for meta, file in SAMPLE_SURVEY:
+        loaded = bool(if_empty and conn.scalar(select(func.count()).select_from(licences)))
+        present = set(conn.scalars(select(survey_layers.c.slug)))
+    # Over a loaded register, only survey layers added to the samples since then come in.
+    layers = [(m, f) for m, f in SAMPLE_SURVEY if not loaded or m.slug not in present]
+    if loaded and not layers:
+        typer.echo("sample data already loaded")
+        return
+    if not loaded:
+        with db.begin() as conn:
+            provinces = json.loads((directory / "pakistan_admin1_provinces.geojson").read_text())
+            n = load_jurisdictions(
+                conn,
+                provinces["features"],
+                source="geoBoundaries PAK ADM1 (see sample_data/README.md)",
+            )
+            typer.echo(f"loaded {n} provinces and territories")
+            reserved = json.loads((directory / "reserved_areas_synthetic.geojson").read_text())
+            m = load_reserved_areas(conn, reserved["features"])
+            typer.echo(f"loaded {m} reserved areas (synthetic)")
+        _import(directory / "licences_synthetic.geojson", None, actor="sample-loader", skip=False)
+    for meta, file in layers:
         _survey_import(directory / file, meta, ReadOptions(), actor="sample-loader", replace=True)
 
 
@@ -184,6 +193,19 @@ SAMPLE_SURVEY = (
             public=True,  # invented demo data: public, so the public map shows it
         ),
         "geology_synthetic.geojson",
+    ),
+    (
+        LayerMeta(
+            slug="districts_geoboundaries",
+            name="Districts (geoBoundaries)",
+            kind="other",
+            source="geoBoundaries PAK ADM2, 2019 district set (see sample_data/README.md)",
+            licence="public domain per geoBoundaries metadata; attribute geoBoundaries",
+            description="Pakistan's districts as sample boundaries: not an official boundary "
+            "of any district or claim.",
+            public=True,
+        ),
+        "pakistan_admin2_districts.geojson",
     ),
 )
 

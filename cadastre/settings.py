@@ -150,6 +150,20 @@ class Settings(BaseSettings):
         le=24 * 60,
         description="Minutes an access token from POST /auth/token is valid.",
     )
+    portal_dir: Path | None = Field(
+        default=None,
+        description="The built map portal (index.html and assets/); unset: portal/dist of "
+        "this checkout, built by scripts/setup.sh.",
+    )
+    basemap_url: str | None = Field(
+        default=None,
+        description="An XYZ raster tile URL template ({z}/{x}/{y}) drawn under the portal's "
+        "map; unset: no basemap, nothing is fetched from outside.",
+    )
+    basemap_attribution: str = Field(
+        default="",
+        description="The credit line the basemap's provider asks for, shown on the map.",
+    )
     page_default: int = 100
     page_max: int = 10_000
     host: str = "127.0.0.1"
@@ -168,3 +182,10 @@ class Settings(BaseSettings):
     def rasters(self) -> Path:
         """The folder of imported rasters (``raster_dir``, else ``data_dir/rasters``)."""
         return self.raster_dir if self.raster_dir is not None else self.data_dir / "rasters"
+
+    @property
+    def portal(self) -> Path:
+        """The built portal's folder (``portal_dir``, else ``portal/dist`` of the checkout)."""
+        if self.portal_dir is not None:
+            return self.portal_dir
+        return Path(__file__).resolve().parent.parent / "portal" / "dist"

@@ -2,6 +2,8 @@
 # Installs what the project needs and is missing; quick when nothing is.
 #   - Debian packages: PostgreSQL with PostGIS, GDAL's command-line tools, Python venv support
 #   - .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
+#   - the map portal: npm ci from portal/package-lock.json and its build into portal/dist
+#     (redone only when the lockfile or the portal's sources change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,14 @@ for pkg in postgresql postgresql-postgis gdal-bin; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
+# Node and npm build the portal; Chromium runs its end-to-end tests (no browser download).
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+# Fonts with Urdu (Noto Nastaliq/Naskh) and Chinese glyphs, so the browser's screenshots
+# show the translated portal rather than empty boxes.
+for pkg in fonts-noto-core fonts-wqy-microhei; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -36,4 +46,20 @@ if [ "$(cat .venv/.installed 2>/dev/null || true)" != "$stamp_value" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$stamp_value" > .venv/.installed
+fi
+
+# The portal: dependencies exactly as locked, then the build, each redone only when its
+# inputs change (stamps hold the hash of what they were made from).
+lock_hash=$(sha256sum portal/package-lock.json | cut -c1-64)
+if [ "$(cat portal/node_modules/.cadastre-stamp 2>/dev/null || true)" != "$lock_hash" ]; then
+    echo "setup: installing the portal's npm packages (npm ci)"
+    (cd portal && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_hash" > portal/node_modules/.cadastre-stamp
+fi
+build_hash=$(cat portal/package-lock.json portal/build.mjs $(find portal/src -type f | sort) \
+    | sha256sum | cut -c1-64)
+if [ "$(cat portal/dist/.cadastre-stamp 2>/dev/null || true)" != "$build_hash" ]; then
+    echo "setup: building the portal"
+    (cd portal && node build.mjs)
+    echo "$build_hash" > portal/dist/.cadastre-stamp
 fi

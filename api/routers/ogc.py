@@ -16,6 +16,7 @@ from api.auth import WhoDep
 from api.caching import cached_extent, etag_for, not_modified, tag
 from api.deps import DbDep, SettingsDep
 from api.limits import check_bbox_area
+from api.routers import portal
 from api.schemas import FILTER_OPENAPI_PARAMETERS, errors, query_param
 from cadastre.auth import Principal
 from cadastre.db import cql2
@@ -157,8 +158,15 @@ def _answer(request: Request, title: str, body: dict[str, Any]) -> Response:
 
 @router.get("/", tags=["service"], summary="Landing page")
 def landing(request: Request) -> Response:
-    """Where to go from here: the OGC API landing page, with the register's own routes."""
+    """Where to go from here: the OGC API landing page, with the register's own routes.
+
+    A browser asking for the page itself (no `f`) gets the map portal; `f=html` is this
+    landing page as HTML, `f=json` or a JSON client its JSON."""
     _check_params(request, PLAIN_PARAMS)
+    if "f" not in request.query_params and _wants_html(request):
+        portal_page = portal.page(request)
+        if portal_page is not None:
+            return portal_page
     base = _base(request)
     title = request.app.title
     body = {
@@ -172,6 +180,7 @@ def landing(request: Request) -> Response:
                 "type": "application/vnd.oai.openapi+json;version=3.0",
             },
             {"rel": "service-doc", "href": f"{base}/docs", "type": "text/html"},
+            {"rel": "alternate", "href": f"{base}/", "type": "text/html", "title": "Map portal"},
             {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
             {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
             {

@@ -15,6 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from api.auth import WhoDep
 from api.caching import CACHE_CONTROL, etag_for, not_modified
 from api.deps import DbDep, SettingsDep, strict_query
+from api.schemas import errors
 from cadastre import auth
 from cadastre.auth import Principal
 from cadastre.db import generation
@@ -100,6 +101,14 @@ def list_rasters(db: DbDep, who: WhoDep) -> dict[str, Any]:
 def colormaps() -> dict[str, list[str]]:
     """The names `colormap=` accepts on raster tiles (matplotlib-style, from rio-tiler)."""
     return {"colormaps": raster.colormap_names()}
+
+
+@router.get(
+    "/rasters/colormaps/{name}", summary="The colours of a colour map", responses=errors(404)
+)
+def colormap(name: str) -> dict[str, Any]:
+    """The 256 RGBA colours of a colour map, first for the low end of `rescale`: a legend."""
+    return {"name": name, "colors": raster.colormap_colors(name)}
 
 
 @router.get("/rasters/{slug}", summary="One raster survey layer")

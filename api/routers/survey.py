@@ -78,7 +78,7 @@ class UploadLimit:
         await self.app(scope, limited, send)
 
 
-def _save(upload: UploadFile, folder: Path, limit_mb: int) -> Path:
+def save_upload(upload: UploadFile, folder: Path, limit_mb: int) -> Path:
     """Copy the upload to a file of ``folder`` in chunks, refusing it past the limit."""
     name = PurePath(upload.filename or "upload").name
     suffix = PurePath(name).suffix.lower()
@@ -163,7 +163,7 @@ def upload_layer(
         max_zip_bytes=settings.max_zip_uncompressed_mb * MB,
     )
     with tempfile.TemporaryDirectory(prefix="cadastre-upload-") as folder:
-        data = read_vector(_save(file, Path(folder), settings.max_upload_mb), options)
+        data = read_vector(save_upload(file, Path(folder), settings.max_upload_mb), options)
     with db.begin() as conn:
         entry = load_vector(
             conn,

@@ -877,6 +877,21 @@ def colormap_names() -> list[str]:
     return sorted(cmap.list())
 
 
+def colormap_colors(name: str) -> list[list[int]]:
+    """The 256 RGBA colours of colour map ``name``, index 0 drawn for the low end of the range.
+
+    Raises
+    ------
+    NotFound
+        When rio-tiler knows no colour map of that name.
+    """
+    key = name.strip().lower()
+    if key not in cmap.list():
+        raise NotFound(f"no colour map {name!r}; GET /rasters/colormaps lists them", field="name")
+    colours: dict[int, tuple[int, int, int, int]] = dict(cmap.get(key))  # type: ignore[arg-type]
+    return [[int(v) for v in colours[i]] for i in sorted(colours)]
+
+
 @dataclass(frozen=True)
 class TileStyle:
     """How a tile is drawn: band(s), value range mapped to 0..255, colour map."""

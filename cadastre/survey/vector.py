@@ -864,3 +864,34 @@ def vector_layer(conn: Connection, slug: str) -> tuple[int, list[dict[str, str]]
     if row is None:
         return None
     return int(row.id), list(row.attributes), str(row.name)
+
+
+def area_of(data: VectorFile) -> Any:
+    """The polygons of a file read by :func:`read_vector`, merged into one area.
+
+    Parameters
+    ----------
+    data
+        A file of Polygon or MultiPolygon features (EPSG:4326).
+
+    Returns
+    -------
+    shapely.Polygon or shapely.MultiPolygon
+        Their union, in WGS 84 lon/lat: an area of interest or a candidate's shape.
+
+    Raises
+    ------
+    InvalidInput
+        When the file holds points or lines (an area needs polygons).
+    """
+    if data.geometry_type not in ("Polygon", "MultiPolygon"):
+        raise InvalidInput(
+            f"the file holds {data.geometry_type} features; an area needs polygons",
+            field="file",
+        )
+    merged = shapely.union_all(data.geometries)
+    if merged.geom_type == "GeometryCollection":  # polygons touching at a point, say
+        merged = shapely.MultiPolygon(
+            [p for g in merged.geoms for p in getattr(g, "geoms", [g]) if p.area > 0]
+        )
+    return merged

@@ -726,7 +726,18 @@ def test_load_sample_if_empty_does_nothing_the_second_time(sample_db: CliDb) -> 
     assert result.exit_code == 0, _out(result)
     assert "sample data already loaded" in _out(result)
     assert sample_db.written() == before
-    assert sample_db.count("survey_layers") == 4  # three vector layers and the grid
+    assert sample_db.count("survey_layers") == 5  # four vector layers and the grid
+
+
+def test_load_sample_if_empty_brings_in_a_missing_survey_layer(sample_db: CliDb) -> None:
+    assert cli(sample_db, "survey", "delete", "districts_geoboundaries").exit_code == 0
+    licences = sample_db.count("licences")
+    result = cli(sample_db, "load-sample", "--if-empty")
+    assert result.exit_code == 0, _out(result)
+    assert "loaded survey layer districts_geoboundaries: 126" in _out(result)
+    assert "provinces" not in _out(result)  # the register itself is left alone
+    assert sample_db.count("licences") == licences
+    assert sample_db.count("survey_layers") == 5
 
 
 def test_load_sample_matches_the_file(sample_db: CliDb) -> None:

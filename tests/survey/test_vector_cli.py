@@ -123,8 +123,10 @@ def test_load_sample_catalogues_the_survey_layers(cli_db: CliDb) -> None:
             "FROM survey_layers"
         )
     }
-    # Open data (USGS, GEM) and invented demo data: all public, so the public map shows them.
+    # Open data (USGS, GEM, geoBoundaries) and invented demo data: all public, so the public
+    # map shows them.
     assert {slug: r["public"] for slug, r in rows.items()} == {
+        "districts_geoboundaries": True,
         "mineral_occurrences_usgs": True,
         "active_faults_gem2017": True,
         "geology_synthetic": True,
@@ -139,6 +141,9 @@ def test_load_sample_catalogues_the_survey_layers(cli_db: CliDb) -> None:
     assert "SYNTHETIC" in geology["name"]
     assert geology["geometry_type"] == "Polygon"
     assert geology["feature_count"] == 30
+    districts = rows["districts_geoboundaries"]
+    assert districts["feature_count"] == 126 and districts["synthetic"] is False
+    assert districts["geometry_type"] == "MultiPolygon"
 
 
 def test_geology_generator_reproduces_the_sample(tmp_path: Path) -> None:

@@ -724,14 +724,14 @@ def test_a_refused_upload_leaves_no_temporary_file(
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     folders: list[Path] = []
-    save = survey_router._save
+    save = survey_router.save_upload
 
     def watched_save(upload: Any, folder: Path, limit_mb: int) -> Path:
         folders.append(folder)
         assert folder.is_dir()
         return save(upload, folder, limit_mb)
 
-    monkeypatch.setattr(survey_router, "_save", watched_save)
+    monkeypatch.setattr(survey_router, "save_upload", watched_save)
     files = tmp_path / "files"
     files.mkdir()
     (files / "x.dwg").write_bytes(b"\x00\x01")

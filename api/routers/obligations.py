@@ -16,6 +16,7 @@ from cadastre import auth
 from cadastre.db import licences as reg
 from cadastre.db import obligations as ob
 from cadastre.domain.provinces import province_code
+from cadastre.errors import InvalidInput
 from cadastre.rules import RuleBook
 
 router = APIRouter(tags=["obligations"], dependencies=[Depends(strict_query)])
@@ -68,7 +69,11 @@ def list_obligations(
         str | None, Query(description="Name or ISO code of a province", max_length=60)
     ] = None,
     due_before: Annotated[
-        date | None, Query(description="Obligations due before this day (ISO date)")
+        str | None,
+        Query(
+            description="Obligations due before this day (ISO date, YYYY-MM-DD)",
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+        ),
     ] = None,
     status: Annotated[
         Literal[ob.STATUSES] | None,  # type: ignore[valid-type]
@@ -80,10 +85,14 @@ def list_obligations(
     reports, rent, the renewal window and expiry, each with the rule's source. Public:
     every granted title is in the public register."""
     today = reg.register_today(settings.register_timezone)
+    try:
+        before = date.fromisoformat(due_before) if due_before else None
+    except ValueError:
+        raise InvalidInput(f"due_before {due_before!r} is not a date", field="due_before") from None
     q = ob.ObligationQuery(
         province=province_code(province) if province else None,
         status=status,
-        due_before=due_before,
+        due_before=before,
         limit=limit + 1,
     )
     with db.begin() as conn:

@@ -22,6 +22,7 @@ from api.routers import (
     aoi,
     changes,
     licences,
+    obligations,
     ogc,
     opendata,
     overlaps,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(auth_api.router)
     app.include_router(licences.router)
+    app.include_router(obligations.router)
     app.include_router(overlaps.router)
     app.include_router(ogc.router)
     app.include_router(tiles.router)

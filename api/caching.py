@@ -71,7 +71,7 @@ def view_key(request: Request) -> str:
     return f"{who.role}:{who.province or ''}"
 
 
-def etag_for(request: Request, generation: int, coding: str | None = None) -> str:
+def etag_for(request: Request, generation: int | str, coding: str | None = None) -> str:
     """A strong ETag for this request's answer at ``generation`` in ``coding``, as the
     caller's role sees it."""
     coding = coding or response_coding(request)

@@ -193,6 +193,27 @@ class Submitted(BaseModel):
     transformation: str
 
 
+class Obligation(BaseModel):
+    """An obligation of a granted title, derived from its type's rules (see
+    `GET /licence-types`) and the facts recorded on it."""
+
+    licence_id: int
+    licence_no: str
+    licence_type: str
+    province_code: str
+    kind: Literal["start_work", "discovery_report", "rent", "renewal", "expiry"]
+    opens_on: date | None = Field(
+        description="A window's first day (renewal), or the discovery a report is due for."
+    )
+    due_on: date
+    status: Literal["open", "met", "overdue"]
+    met_on: date | None
+    notice_event_id: int | None = Field(
+        description="The `notice` event issued when it became overdue (see the history)."
+    )
+    source: str | None = Field(description="Source of the rule that makes it.")
+
+
 class LicenceDetails(LicenceProperties):
     """A single licence: the public register fields with the holder and beneficial owners;
     signed-in accounts also see the remarks and what was submitted; the province's
@@ -214,6 +235,10 @@ class LicenceDetails(LicenceProperties):
     )
     repaired: dict[str, Any] | None = Field(
         default=None, description="With repair=true: what the repair changed."
+    )
+    obligations: list[Obligation] | None = Field(
+        default=None,
+        description="Read: the title's obligations (none unless granted), soonest due first.",
     )
 
 

@@ -694,6 +694,42 @@ def webhooks_deliver(
             time.sleep(interval)
 
 
+# ----------------------------------------------------------------- obligations
+
+obligations_app = typer.Typer(help="Obligations of titles: due dates, notices, expiry.")
+app.add_typer(obligations_app, name="obligations")
+
+
+@obligations_app.command("run")
+def obligations_run(
+    actor: Annotated[
+        str, typer.Option("--actor", help="Name kept as the actor of the job's events")
+    ] = "obligations-job",
+) -> None:
+    """Expire titles past their expiry date and issue notices for overdue obligations,
+    in one transaction; running it again the same day changes nothing (for cron)."""
+    from cadastre.db import obligations
+
+    settings = _settings()
+    started = time.perf_counter()
+    db = _database(settings)
+    try:
+        with db.begin() as conn:
+            done = obligations.run_job(
+                conn,
+                rules=RuleBook.load(),
+                actor=actor,
+                timezone=settings.register_timezone,
+            )
+    except CadastreError as exc:
+        _fail(exc.message)
+    per = ", ".join(f"{code} {n}" for code, n in done.expired.items()) or "none"
+    typer.echo(
+        f"obligations {done.today.isoformat()}: {sum(done.expired.values())} titles expired "
+        f"({per}), {done.notices} notices issued, in {time.perf_counter() - started:.1f} s"
+    )
+
+
 # ----------------------------------------------------------------------- audit
 
 audit_app = typer.Typer(help="Reports on the register.")

@@ -14,7 +14,16 @@ from typing import Any
 
 from cadastre.errors import InvalidInput
 
-RULE_KEYS = ("exclusive", "max_area_km2", "term_years", "renewable", "renewal_term_years")
+#: Rules of the licence itself.
+LICENCE_RULE_KEYS = ("exclusive", "max_area_km2", "term_years", "renewable", "renewal_term_years")
+#: Rules that make obligations of a title (see :mod:`cadastre.db.obligations`).
+OBLIGATION_RULE_KEYS = (
+    "start_work_months",
+    "discovery_report_days",
+    "rent_interval_months",
+    "renewal_window_months",
+)
+RULE_KEYS = LICENCE_RULE_KEYS + OBLIGATION_RULE_KEYS
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,14 @@ class TypeRule:
     term_years: int | None = None
     renewable: bool | None = None
     renewal_term_years: int | None = None
+    #: Work starts within this many months of the grant.
+    start_work_months: int | None = None
+    #: A discovery is reported within this many days.
+    discovery_report_days: int | None = None
+    #: Rent (or dead rent) falls due every this many months from the grant.
+    rent_interval_months: int | None = None
+    #: Renewal may be sought from this many months before expiry.
+    renewal_window_months: int | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

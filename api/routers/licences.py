@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import func, select
 
 from api.auth import WhoDep
 from api.caching import etag_for, not_modified, tag
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.limits import check_bbox_area
+from api.routers.obligations import licence_obligations
 from api.schemas import (
     NO_NUL,
     ApplicationIn,
@@ -28,6 +30,7 @@ from api.schemas import (
 from cadastre import auth
 from cadastre.db import licences as reg
 from cadastre.db import overlaps
+from cadastre.db.tables import licence_events
 from cadastre.domain.geometry import ShapeLimits, intake
 from cadastre.domain.lifecycle import check_status
 from cadastre.domain.provinces import province_code
@@ -292,17 +295,34 @@ def list_licences(
     response_class=GeoJSONResponse,
     responses={200: {"model": LicenceDetailFeature}, **errors(404)},
 )
-def read_licence(licence_id: int, request: Request, db: DbDep, who: WhoDep) -> Response:
+def read_licence(
+    licence_id: int,
+    request: Request,
+    db: DbDep,
+    rules: RulesDep,
+    settings: SettingsDep,
+    who: WhoDep,
+) -> Response:
     """One licence as a GeoJSON Feature. Anyone sees the public register fields (with
     the holder's beneficial owners); signed-in accounts also the remarks and the
     coordinates as submitted; the province's officers and admins the holder's contact
-    details and unpublished applications."""
+    details and unpublished applications. A title shows its obligations."""
+    tz = settings.register_timezone
     with db.begin() as conn:
-        etag = etag_for(request, db.map_generation(conn))
+        # Obligations change with the day and with events that leave the map as it was.
+        last_event = conn.execute(
+            select(func.max(licence_events.c.id)).where(licence_events.c.licence_id == licence_id)
+        ).scalar_one()
+        state = f"{db.map_generation(conn)}|{reg.register_today(tz)}|{last_event}"
+        etag = etag_for(request, state)
         held = not_modified(request, etag)
         if held is not None:
             return held
-        return tag(_feature_response(reg.get_licence(conn, licence_id, who)), etag)
+        feature = json.loads(reg.get_licence(conn, licence_id, who))
+        feature["properties"]["obligations"] = [
+            o.model_dump(mode="json") for o in licence_obligations(conn, licence_id, rules, tz)
+        ]
+        return tag(_feature_response(json.dumps(feature, separators=(",", ":"))), etag)
 
 
 @router.get("/{licence_id}/history", summary="History of a licence", responses=errors(404))

@@ -675,6 +675,11 @@ def _today(tz: str) -> date:
     return datetime.now(ZoneInfo(tz)).date()
 
 
+def register_today(tz: str) -> date:
+    """Today in the register's time zone ``tz`` (the day due dates and expiry are taken on)."""
+    return _today(tz)
+
+
 def _add_years(d: date, years: int) -> date:
     try:
         return d.replace(year=d.year + years)
@@ -1368,6 +1373,7 @@ __all__ = [
     "place",
     "province_of",
     "register_licences",
+    "register_today",
     "resolve_holders",
     "select_licences",
     "snapshot",

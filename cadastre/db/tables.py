@@ -262,6 +262,12 @@ licence_events = Table(
     Column("before", JSONB),
     Column("after", JSONB),
     Column("note", Text),
+    # The facts and notices obligations are derived from (cadastre/db/obligations.py).
+    Index(
+        "ix_licence_events_obligations",
+        "licence_id",
+        postgresql_where=text("action IN ('discovery', 'obligation_met', 'notice')"),
+    ),
 )
 
 APPEND_ONLY_DDL = """

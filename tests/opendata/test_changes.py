@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from api.app import create_app
+from cadastre.db import obligations
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.tables import SERVICE_ROLE
+from cadastre.rules import RuleBook
 from cadastre.settings import Settings
 from tests.api.test_lifecycle import BA, KP, PB, act, apply, square
 from tests.conftest import Credentials
@@ -50,12 +52,18 @@ def patch(client: TestClient, lid: int, **body: Any) -> None:
 
 
 @pytest.fixture
-def history(client: TestClient) -> dict[str, int]:
+def history(client: TestClient, conn: Connection) -> dict[str, int]:
     """Licences through a varied life: granted and transferred, published late, held
-    back for good, published then held back again, refused."""
+    back for good, published then held back again, refused; a discovery, an obligation
+    met and the obligations job's notice, which change no register state."""
     title = apply(client, holder="Feed Title Co")["id"]
     act(client, title, "grant", **GRANT)
     act(client, title, "transfer", holder="Feed Transferee Co")
+    r = client.post(f"/licences/{title}/discoveries", json={"discovered_on": "2025-03-01"})
+    assert r.status_code == 201, r.text
+    met = {"kind": "discovery_report", "due_on": "2025-03-31", "met_on": "2025-03-20"}
+    assert client.post(f"/licences/{title}/obligations/met", json=met).status_code == 201
+    assert obligations.run_job(conn, rules=RuleBook.load(), actor="job").notices >= 1
     act(client, title, "relinquish", geometry=square(BA[0], BA[1], 0.03, 0.03))
     late = apply(client, at=KP, holder="Feed Late Co", published=False)["id"]
     patch(client, late, published=True)
@@ -77,6 +85,22 @@ def test_replay_from_the_start_is_the_public_register(
     assert len(seen) == len(set(seen)) and seen == sorted(seen)
     assert history["hidden"] not in rebuilt and history["withdrawn"] not in rebuilt
     assert history["late"] in rebuilt
+
+
+def test_facts_and_notices_are_in_the_feed_and_change_no_record(
+    anon: TestClient, history: dict[str, int]
+) -> None:
+    mine, since = [], 0
+    while True:
+        page = anon.get("/changes", params={"since": since, "limit": 1000}).json()
+        mine += [c for c in page["changes"] if c["licence_id"] == history["title"]]
+        since = int(page["next_cursor"])
+        if not page["has_more"]:
+            break
+    actions = [c["action"] for c in mine]
+    assert actions[:3] == ["apply", "grant", "transfer"]
+    assert actions[3:6] == ["discovery", "obligation_met", "notice"]
+    assert all(c["record"] == mine[2]["record"] for c in mine[3:6])  # as after the transfer
 
 
 def test_the_public_never_sees_a_held_back_application(

@@ -103,6 +103,16 @@ async def principal(
 WhoDep = Annotated[Principal, Depends(principal)]
 
 
+async def signed_in(who: WhoDep) -> Principal:
+    """The caller of a write: a 401 before the body is validated when there is none."""
+    auth.require_signed_in(who)
+    return who
+
+
+#: The caller of a route that writes: signing in is checked before anything else.
+WriterDep = Annotated[Principal, Depends(signed_in)]
+
+
 class CallerVary:
     """Answers depend on who asks: every answer says so (``Vary``), and one made for a
     signed-in caller is marked ``private`` so no shared cache keeps it."""

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import func, select
 
-from api.auth import WhoDep
+from api.auth import WhoDep, WriterDep
 from api.caching import etag_for, not_modified, tag
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.limits import check_bbox_area
@@ -97,7 +97,7 @@ def create_licence(
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
     request: Request,
     crs: CrsParam = None,
     repair: RepairParam = False,
@@ -339,7 +339,7 @@ def licence_history(licence_id: int, db: DbDep, who: WhoDep) -> list[Event]:
     response_class=GeoJSONResponse,
     responses={200: {"model": LicenceDetailFeature}, **errors(401, 403, 404, 409, 422)},
 )
-def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, who: WhoDep) -> Response:
+def patch_licence(licence_id: int, body: LicencePatch, db: DbDep, who: WriterDep) -> Response:
     """Change minerals, remarks, the application date or whether an application is
     published; recorded as an event. Officers of the licence's province and admins."""
     auth.require_signed_in(who)
@@ -365,7 +365,7 @@ def transition_licence(
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
     crs: CrsParam = None,
     repair: RepairParam = False,
 ) -> Response:

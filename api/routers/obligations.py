@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
-from api.auth import WhoDep
+from api.auth import WriterDep
 from api.deps import DbDep, RulesDep, SettingsDep, strict_query
 from api.schemas import Obligation, Remark, Strict, errors
 from cadastre import auth
@@ -116,7 +116,7 @@ def record_discovery(
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
 ) -> list[Obligation]:
     """Record a discovery on a granted title; it must then be reported within the
     type's discovery_report_days. Answers the licence's obligations."""
@@ -148,7 +148,7 @@ def record_met(
     db: DbDep,
     rules: RulesDep,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
 ) -> list[Obligation]:
     """Record that the holder met an obligation (start of work, discovery report, rent).
     Answers the licence's obligations."""

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from api.auth import WhoDep
+from api.auth import WhoDep, WriterDep
 from api.caching import CACHE_CONTROL, etag_for, not_modified
 from api.deps import DbDep, SettingsDep, strict_query
 from api.schemas import errors
@@ -130,7 +130,7 @@ def delete_raster(
     slug: str,
     db: DbDep,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
 ) -> Response:
     """Removes the catalogue entry (one transaction), then its file. Geologists and admins."""
     auth.require_survey_writer(who)
@@ -294,7 +294,7 @@ def _flag(fields: dict[str, str], name: str) -> bool:
 async def upload_raster(
     request: Request,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
 ) -> dict[str, Any]:
     """Streams the upload to disk in chunks (refused with 413 past the size limit), stores it
     as a Cloud-Optimised GeoTIFF and catalogues it; all or nothing. Geologists and admins

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import WhoDep
+from api.auth import WhoDep, WriterDep
 from api.deps import DbDep, SettingsDep, strict_query
 from api.schemas import errors
 from cadastre import auth
@@ -125,7 +125,7 @@ def upload_layer(
     licence: Annotated[str, Form(description="the data licence, e.g. CC BY 4.0")],
     db: DbDep,
     settings: SettingsDep,
-    who: WhoDep,
+    who: WriterDep,
     response: Response,
     description: Annotated[str | None, Form()] = None,
     synthetic: Annotated[bool, Form(description="invented data, not observations")] = False,
@@ -200,7 +200,7 @@ def describe(slug: str, db: DbDep, who: WhoDep) -> dict[str, Any]:
 def change_layer(
     slug: str,
     db: DbDep,
-    who: WhoDep,
+    who: WriterDep,
     public: Annotated[
         bool,
         Body(
@@ -222,7 +222,7 @@ def change_layer(
     summary="Delete a vector survey layer",
     responses={401: {"description": "not signed in"}, 403: {"description": "not a geologist"}},
 )
-def remove(slug: str, db: DbDep, who: WhoDep) -> Response:
+def remove(slug: str, db: DbDep, who: WriterDep) -> Response:
     """Delete a vector survey layer with its features; its collection and tiles go with it.
     Geologists and admins."""
     auth.require_survey_writer(who)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Response
 from pydantic import BaseModel, Field
 
-from api.auth import WhoDep
+from api.auth import WriterDep
 from api.deps import DbDep, strict_query
 from api.schemas import NO_NUL, Strict, errors
 from cadastre import auth
@@ -53,7 +53,7 @@ class Subscription(BaseModel):
 
 
 @router.post("", summary="Subscribe a URL", status_code=201, responses=errors(401, 403, 422))
-def subscribe(db: DbDep, who: WhoDep, body: Annotated[SubscriptionIn, Body()]) -> Subscription:
+def subscribe(db: DbDep, who: WriterDep, body: Annotated[SubscriptionIn, Body()]) -> Subscription:
     """Every public change-feed event will be POSTed to the URL, signed, in order."""
     auth.require_admin(who, "manage webhooks")
     with db.begin() as conn:
@@ -63,7 +63,7 @@ def subscribe(db: DbDep, who: WhoDep, body: Annotated[SubscriptionIn, Body()]) -
 
 @router.delete("/{sub_id}", summary="Unsubscribe", status_code=204, responses=errors(401, 403, 404))
 def unsubscribe(
-    db: DbDep, who: WhoDep, sub_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    db: DbDep, who: WriterDep, sub_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
 ) -> Response:
     """Stop deliveries to a subscription."""
     auth.require_admin(who, "manage webhooks")

@@ -56,6 +56,9 @@ def test_anonymous_writes_are_401_and_write_nothing(anon: TestClient, conn: Conn
     refused(anon.patch("/licences/1", json={"remarks": "x"}), 401)
     refused(anon.post("/licences/1/transitions", json={"action": "grant"}), 401)
     refused(anon.delete("/survey/layers/anything"), 401)
+    # Signing in is checked before the body: a stranger learns nothing from a 422.
+    refused(anon.post("/licences", json={}), 401)
+    refused(anon.patch("/licences/1", json={"no_such_field": 1}), 401)
     assert counts(conn) == before
 
 

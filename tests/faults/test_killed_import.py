@@ -7,11 +7,6 @@ real process, a real kill and a 30,000-licence file, against a database of its o
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +16,11 @@ from sqlalchemy import Engine, text
 from bench.register_bench import make_licences, write_file
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import make_engine
-from cadastre.db.generation import lock_for_write
 from cadastre.ingest import import_licences
 from cadastre.rules import RuleBook
+from tests.faults.killing import assert_lock_free, kill_midway
 from tests.live import scratch_database
 
-CADASTRE = Path(sys.executable).parent / "cadastre"
 COUNT = 30_000
 APP = "killed-import-test"
 
@@ -57,19 +51,6 @@ def register_state(engine: Engine) -> dict[str, Any]:
     return state
 
 
-def import_backend(engine: Engine) -> tuple[int, str | None] | None:
-    """(pid, xid) of the import's server process, or None when it has gone."""
-    with engine.connect() as c:
-        row = c.execute(
-            text(
-                "SELECT pid, backend_xid::text FROM pg_stat_activity "
-                "WHERE application_name = :app AND datname = current_database()"
-            ),
-            {"app": APP},
-        ).first()
-    return (int(row[0]), row[1]) if row else None
-
-
 @pytest.mark.slow
 def test_a_killed_import_leaves_the_register_as_it_was(
     cluster: LocalCluster, rules: RuleBook, tmp_path: Path
@@ -88,46 +69,20 @@ def test_a_killed_import_leaves_the_register_as_it_was(
             before = register_state(engine)
             assert before["licences"] == 40
 
-            progress = tmp_path / "import.err"
-            with progress.open("w") as err:
-                proc = subprocess.Popen(
-                    [str(CADASTRE), "import", "licences", str(path), "--actor", "doomed"],
-                    env={**os.environ, "CADASTRE_DATABASE_URL": f"{url}&application_name={APP}"},
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                    text=True,
-                )
-                try:
-                    # Midway: the first 20,000 licences are written (the progress bar says
-                    # so) in a transaction that holds an id (it has written rows).
-                    deadline = time.monotonic() + 150  # a loaded machine imports slowly
-                    while True:
-                        assert proc.poll() is None, "the import ended before it could be killed"
-                        assert time.monotonic() < deadline, progress.read_text()[-500:]
-                        backend = import_backend(engine)
-                        written = f"20000/{COUNT}" in progress.read_text()
-                        if written and backend is not None and backend[1] is not None:
-                            break
-                        time.sleep(0.05)
-                    os.kill(proc.pid, signal.SIGKILL)
-                    out, _ = proc.communicate(timeout=10)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-            assert proc.returncode == -signal.SIGKILL
+            # Midway: the first 20,000 licences are written (the progress bar says so) in
+            # a transaction that holds an id (it has written rows). A loaded machine
+            # imports slowly: a generous deadline.
+            out = kill_midway(
+                ["import", "licences", str(path), "--actor", "doomed"],
+                url=url,
+                engine=engine,
+                app=APP,
+                progress=tmp_path / "import.err",
+                marker=f"20000/{COUNT}",
+                deadline_s=150,
+            )
             assert "imported" not in out
-
-            # The server notices the dead client when its statement ends, and rolls back.
-            deadline = time.monotonic() + 30
-            while import_backend(engine) is not None:
-                assert time.monotonic() < deadline, "the import's backend outlived its client"
-                time.sleep(0.1)
             assert register_state(engine) == before
-
-            # Nothing is left locked: the next writer takes the register's lock at once.
-            with engine.begin() as conn:
-                conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-                lock_for_write(conn)
+            assert_lock_free(engine)
         finally:
             engine.dispose()

@@ -9,11 +9,6 @@ written half of them, against a database of its own.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +19,11 @@ from bench.register_bench import make_licences
 from cadastre.db import accounts
 from cadastre.db.cluster import LocalCluster
 from cadastre.db.engine import make_engine
-from cadastre.db.generation import lock_for_write
 from cadastre.ingest import import_licences
 from cadastre.rules import RuleBook
+from tests.faults.killing import assert_lock_free, kill_midway
 from tests.live import scratch_database
 
-CADASTRE = Path(sys.executable).parent / "cadastre"
 COUNT = 30_000
 APP = "killed-transition-test"
 
@@ -58,19 +52,6 @@ def register_state(engine: Engine) -> dict[str, Any]:
         }
 
 
-def backend(engine: Engine) -> tuple[int, str | None] | None:
-    """(pid, xid) of the transition's server process, or None when it has gone."""
-    with engine.connect() as c:
-        row = c.execute(
-            text(
-                "SELECT pid, backend_xid::text FROM pg_stat_activity "
-                "WHERE application_name = :app AND datname = current_database()"
-            ),
-            {"app": APP},
-        ).first()
-    return (int(row[0]), row[1]) if row else None
-
-
 def granted_titles(count: int) -> Any:
     frame = make_licences(count, seed=8)
     frame["status"] = "granted"
@@ -95,55 +76,29 @@ def test_a_killed_bulk_transition_leaves_the_register_as_it_was(
             before = register_state(engine)
             assert before["licences"][0] == COUNT
 
-            progress = tmp_path / "transition.err"
-            with progress.open("w") as err:
-                proc = subprocess.Popen(
-                    [
-                        str(CADASTRE),
-                        "transition",
-                        "expire",
-                        "--as",
-                        "bulk-admin",
-                        "--status",
-                        "granted",
-                        "--expired-before",
-                        "2024-01-01",
-                    ],
-                    env={**os.environ, "CADASTRE_DATABASE_URL": f"{url}&application_name={APP}"},
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                    text=True,
-                )
-                try:
-                    # Midway: the first 5,000 titles are expired, versioned and logged (the
-                    # progress bar says so) in a transaction that has written rows.
-                    deadline = time.monotonic() + 60
-                    while True:
-                        assert proc.poll() is None, progress.read_text()[-500:]
-                        assert time.monotonic() < deadline, progress.read_text()[-500:]
-                        seen = backend(engine)
-                        written = f"5000/{COUNT}" in progress.read_text()
-                        if written and seen is not None and seen[1] is not None:
-                            break
-                        time.sleep(0.02)
-                    os.kill(proc.pid, signal.SIGKILL)
-                    out, _ = proc.communicate(timeout=10)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-            assert proc.returncode == -signal.SIGKILL
+            # Midway: the first 5,000 titles are expired, versioned and logged (the
+            # progress bar says so) in a transaction that has written rows.
+            out = kill_midway(
+                [
+                    "transition",
+                    "expire",
+                    "--as",
+                    "bulk-admin",
+                    "--status",
+                    "granted",
+                    "--expired-before",
+                    "2024-01-01",
+                ],
+                url=url,
+                engine=engine,
+                app=APP,
+                progress=tmp_path / "transition.err",
+                marker=f"5000/{COUNT}",
+                deadline_s=60,
+                poll_s=0.02,
+            )
             assert "expire:" not in out
-
-            deadline = time.monotonic() + 30
-            while backend(engine) is not None:
-                assert time.monotonic() < deadline, "the transition's backend outlived its client"
-                time.sleep(0.1)
             assert register_state(engine) == before
-
-            # Nothing is left locked: the next writer takes the register's lock at once.
-            with engine.begin() as conn:
-                conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-                lock_for_write(conn)
+            assert_lock_free(engine)
         finally:
             engine.dispose()

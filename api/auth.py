@@ -63,10 +63,6 @@ class PrincipalCache:
                 self._items.clear()
             self._items[key] = (time.monotonic() + ACCOUNT_TTL_S, who)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
 
 def _lookup(db: Database, kind: str, value: str) -> Principal:
     with db.begin() as conn:

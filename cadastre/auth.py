@@ -126,11 +126,6 @@ def require_licence_writer(who: Principal, province_code: str) -> None:
     )
 
 
-def require_unpublished_reader(who: Principal, province_code: str) -> None:
-    """Publishing or creating an unpublished application needs its province's officer."""
-    require_licence_writer(who, province_code)
-
-
 def require_survey_writer(who: Principal) -> None:
     """Survey layers are loaded and removed by geologists and admins (401/403)."""
     require_signed_in(who)

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from cadastre.auth import ACCOUNT_ROLES
 from cadastre.domain.lifecycle import STATUSES
 
 metadata = MetaData(
@@ -697,8 +698,7 @@ SURVEY_GENERATION_DDL = "".join(
 
 # ----------------------------------------------------------------- accounts
 
-ROLES = ("geologist", "officer", "admin")
-_role_list = ", ".join(f"'{r}'" for r in ROLES)
+_role_list = ", ".join(f"'{r}'" for r in ACCOUNT_ROLES)
 
 # People and machine clients who sign in; anonymous readers have no row. An officer
 # is bound to one province and writes that province's licences only.

@@ -76,12 +76,9 @@ class Principal:
         return None
 
     def sees_unpublished(self, province_code: str) -> bool:
+        """Also whose holders' contact details this caller sees."""
         scope = self.unpublished_scope
         return scope == "*" or (scope is not None and scope == province_code)
-
-    def sees_contact(self, province_code: str) -> bool:
-        """Holders' personal contact details: the province's officers and admins."""
-        return self.sees_unpublished(province_code)
 
     @property
     def reads_restricted_layers(self) -> bool:

@@ -1279,7 +1279,8 @@ _LICENCE_FEATURE = text(
                            'nationality', b.nationality, 'share_pct', b.share_pct)
                            ORDER BY b.id)
                        FROM beneficial_owners b WHERE b.party_id = p.id), '[]'))
-                   || CASE WHEN :contact THEN jsonb_build_object('contact', p.contact)
+                   || CASE WHEN CAST(:scope AS text) = '*' OR v.province_code = CAST(:scope AS text)
+                      THEN jsonb_build_object('contact', p.contact)
                       ELSE '{{}}' END)
                || CASE WHEN :details THEN jsonb_build_object(
                    'published', v.published,
@@ -1306,12 +1307,10 @@ def get_licence(conn: Connection, licence_id: int, who: Principal = PUBLIC) -> s
     submitted. The province's officers and admins: also the holder's contact details,
     and unpublished applications (to anyone else they do not exist: 404).
     """
-    code = conn.execute(
-        select(licences.c.province_code).where(licences.c.id == licence_id)
-    ).scalar_one_or_none()
-    sees_contact = code is not None and who.sees_contact(code)
+    # Contact details go with unpublished applications: to the province's officers and admins.
     row = conn.execute(
-        _LICENCE_FEATURE, {"id": licence_id, "contact": sees_contact, "details": who.sees_details}
+        _LICENCE_FEATURE,
+        {"id": licence_id, "scope": who.unpublished_scope, "details": who.sees_details},
     ).one_or_none()
     if row is None or not (row.published or who.sees_unpublished(row.province_code)):
         raise NotFound(f"no licence with id {licence_id}")
